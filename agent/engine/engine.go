@@ -1,0 +1,591 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/graft-dev/graft/agent/bootenv"
+	"github.com/graft-dev/graft/agent/journal"
+	"github.com/graft-dev/graft/agent/slot"
+	"github.com/graft-dev/graft/boards"
+	"github.com/graft-dev/graft/manifest"
+	"github.com/graft-dev/graft/transport"
+	"github.com/graft-dev/graft/tuf"
+)
+
+// Source is the trusted source of releases: a TUF client.
+type Source interface {
+	Refresh(ctx context.Context) error
+	ReadTarget(ctx context.Context, name string, max int64) ([]byte, error)
+	Download(ctx context.Context, name string, opts tuf.DownloadOptions) (string, error)
+}
+
+// HealthChecker decides whether the booted slot is fit to keep.
+type HealthChecker interface {
+	Check(ctx context.Context, slot string) error
+}
+
+// Machine is the device under the engine: which slot booted, which boot
+// this is, how to reboot, and what is mounted.
+type Machine interface {
+	// Booted returns the booted slot and an identifier that changes at
+	// every boot.
+	Booted() (slot, bootID string, err error)
+	// Reboot restarts the device. On a real board it does not return.
+	Reboot(ctx context.Context) error
+	// Mountinfo returns the content of /proc/self/mountinfo.
+	Mountinfo() (io.Reader, error)
+}
+
+// Options are everything the engine works with.
+type Options struct {
+	Board        boards.Board // resolved board
+	DeviceClass  string
+	AgentVersion string
+	Journal      *journal.Journal
+	Source       Source
+	Env          bootenv.Store
+	Health       HealthChecker
+	Machine      Machine
+	StagingDir   string
+	// Report receives every status change; the caller stamps event IDs
+	// and delivers them.
+	Report func(transport.Status)
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Engine runs updates. It is not safe for concurrent use: the agent feeds
+// it one notice at a time.
+type Engine struct {
+	o   Options
+	log *slog.Logger
+}
+
+// New returns an engine.
+func New(o Options) *Engine {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Report == nil {
+		o.Report = func(transport.Status) {}
+	}
+	return &Engine{o: o, log: o.Logger}
+}
+
+// ErrRebootPending is returned when the update waits for a reboot that the
+// machine did not perform (for example an install from the command line).
+var ErrRebootPending = errors.New("reboot pending")
+
+// Install runs the release named by a notice: verify its manifest through
+// TUF, plan, and apply. It returns when the update ended, waits for a
+// reboot, or hit an error worth retrying later.
+func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
+	rec := e.o.Journal.Record()
+	if rec.Update != nil {
+		if rec.Update.Release.Name == n.Release {
+			return e.Resume(ctx)
+		}
+		e.log.Info("update in flight; notice left for later", "in_flight", rec.Update.Release.Name, "notice", n.Release)
+		return nil
+	}
+	if n.Release != "" && n.Release == rec.Installed.Name {
+		e.log.Debug("release already installed", "release", n.Release)
+		return nil
+	}
+	if err := e.o.Source.Refresh(ctx); err != nil {
+		return e.refuse(n.Release, 0, fmt.Errorf("TUF refresh: %w", err))
+	}
+	raw, err := e.o.Source.ReadTarget(ctx, n.Manifest, manifest.MaxSize)
+	if err != nil {
+		return e.refuse(n.Release, 0, fmt.Errorf("manifest %s: %w", n.Manifest, err))
+	}
+	m, err := manifest.Decode(raw)
+	if err != nil {
+		return e.refuse(n.Release, 0, err)
+	}
+	booted, _, err := e.o.Machine.Booted()
+	if err != nil {
+		return fmt.Errorf("booted slot: %w", err)
+	}
+	p, err := MakePlan(m, Facts{
+		Device: manifest.Device{
+			Board:             e.o.Board.Name,
+			Arch:              e.o.Board.Arch,
+			DeviceClass:       e.o.DeviceClass,
+			InstalledSequence: rec.Installed.Sequence,
+			AgentVersion:      e.o.AgentVersion,
+		},
+		RolledBack: rec.RolledBack,
+		Board:      e.o.Board,
+		Booted:     booted,
+	})
+	if err != nil {
+		if errors.Is(err, manifest.ErrOldSequence) && m.Name == rec.Installed.Name {
+			return nil // the retained notice of what runs now
+		}
+		return e.refuse(m.Name, m.Sequence, err)
+	}
+	rec.Update = &journal.Update{
+		Release:        journal.Release{Name: m.Name, Version: m.Version, Sequence: m.Sequence, Slot: p.Target},
+		From:           p.From,
+		ManifestTarget: n.Manifest,
+		Manifest:       raw,
+		Path:           p.Path,
+		Why:            p.Why,
+		Step:           journal.StepPlanned,
+		Started:        e.o.Now().UTC(),
+	}
+	if err := e.save(rec); err != nil {
+		return err
+	}
+	e.log.Info("planned", "release", m.Name, "sequence", m.Sequence, "path", p.Path, "from", p.From, "to", p.Target, "why", p.Why)
+	e.report(rec, rec.Update, transport.StateDownloading, p.Why, 0, 0)
+	return e.run(ctx)
+}
+
+// Resume continues whatever the journal says is in flight. The agent calls
+// it at start, after a crash, a power cut or a reboot.
+func (e *Engine) Resume(ctx context.Context) error {
+	rec := e.o.Journal.Record()
+	u := rec.Update
+	if u == nil {
+		return nil
+	}
+	booted, bootID, err := e.o.Machine.Booted()
+	if err != nil {
+		return fmt.Errorf("booted slot: %w", err)
+	}
+	target := u.Release.Slot
+	switch u.Step {
+	case journal.StepPlanned, journal.StepDownloading, journal.StepDownloaded,
+		journal.StepInstalling, journal.StepInstalled:
+		if booted != u.From {
+			return e.abort(ctx, rec, fmt.Errorf("booted slot changed from %s to %s during the update", u.From, booted))
+		}
+	case journal.StepSwitching:
+		if booted == target && u.From != target {
+			u.Step, u.BootID = journal.StepVerifying, bootID
+			if err := e.save(rec); err != nil {
+				return err
+			}
+		}
+	case journal.StepRebooting:
+		switch {
+		case bootID == u.BootID:
+			// The reboot did not happen yet: ask again below.
+		case booted == target:
+			u.Step, u.BootID = journal.StepVerifying, bootID
+			if err := e.save(rec); err != nil {
+				return err
+			}
+		default:
+			return e.rolledBack(ctx, rec, fmt.Sprintf("bootloader fell back to %s: slot %s did not come up", booted, target))
+		}
+	case journal.StepVerifying:
+		if booted != target {
+			return e.rolledBack(ctx, rec, fmt.Sprintf("bootloader fell back to %s before slot %s was marked good (reset during health checks)", booted, target))
+		}
+	case journal.StepReverting:
+		if bootID != u.BootID && booted == u.From {
+			return e.rolledBack(ctx, rec, u.Reason)
+		}
+	default:
+		return e.abort(ctx, rec, fmt.Errorf("journal step %q unknown to this agent", u.Step))
+	}
+	return e.run(ctx)
+}
+
+// run drives the update in flight through its steps until it ends or
+// waits for a reboot.
+func (e *Engine) run(ctx context.Context) error {
+	for {
+		rec := e.o.Journal.Record()
+		u := rec.Update
+		if u == nil {
+			return nil
+		}
+		var err error
+		switch u.Step {
+		case journal.StepPlanned, journal.StepDownloading:
+			err = e.download(ctx, rec)
+		case journal.StepDownloaded, journal.StepInstalling:
+			err = e.install(ctx, rec)
+		case journal.StepInstalled, journal.StepSwitching:
+			err = e.switchSlot(rec)
+		case journal.StepRebooting, journal.StepReverting:
+			return e.reboot(ctx, rec)
+		case journal.StepVerifying:
+			err = e.verify(ctx, rec)
+		}
+		if err != nil {
+			if permanent(err) {
+				return e.abort(ctx, rec, err)
+			}
+			e.log.Warn("update step failed; will retry", "step", u.Step, "err", err)
+			return err
+		}
+	}
+}
+
+// permanent tells errors that retrying cannot fix from transient ones.
+func permanent(err error) bool {
+	for _, target := range []error{
+		tuf.ErrHash, tuf.ErrLength, tuf.ErrUnknownTarget,
+		slot.ErrHashMismatch, slot.ErrSize, slot.ErrTooLarge, slot.ErrWrite,
+		slot.ErrActiveSlot, slot.ErrMounted, manifest.ErrMalformed, manifest.ErrInvalid,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) download(ctx context.Context, rec journal.Record) error {
+	u := rec.Update
+	img, err := e.image(u)
+	if err != nil {
+		return err
+	}
+	if u.Staging == "" {
+		u.Staging = filepath.Join(e.o.StagingDir, stagingName(u.Release.Name, img.Target))
+		u.Offset = 0
+	}
+	u.Step = journal.StepDownloading
+	if err := e.save(rec); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(u.Staging), 0o700); err != nil {
+		return fmt.Errorf("staging: %w", err)
+	}
+	prog := e.progress(rec, transport.StateDownloading)
+	path, err := e.o.Source.Download(ctx, img.Target, tuf.DownloadOptions{
+		Dest:   u.Staging,
+		Offset: u.Offset,
+		Checkpoint: func(off int64) error {
+			u.Offset = off
+			return e.save(rec)
+		},
+		Progress: prog,
+	})
+	if err != nil {
+		return fmt.Errorf("download %s: %w", img.Target, err)
+	}
+	u.Staging, u.Step = path, journal.StepDownloaded
+	return e.save(rec)
+}
+
+func (e *Engine) install(ctx context.Context, rec journal.Record) error {
+	u := rec.Update
+	img, err := e.image(u)
+	if err != nil {
+		return err
+	}
+	g, err := e.o.Board.Group(img.SlotGroup)
+	if err != nil {
+		return fmt.Errorf("%w: %w", slot.ErrActiveSlot, err)
+	}
+	dev, err := device(g, u.Release.Slot)
+	if err != nil {
+		return fmt.Errorf("%w: %w", slot.ErrActiveSlot, err)
+	}
+	bootedDev, err := device(g, u.From)
+	if err != nil {
+		return fmt.Errorf("%w: %w", slot.ErrActiveSlot, err)
+	}
+	mi, err := e.o.Machine.Mountinfo()
+	if err != nil {
+		return fmt.Errorf("mountinfo: %w", err)
+	}
+	if err := slot.CheckWritable(dev, bootedDev, mi); err != nil {
+		return err
+	}
+	u.Step = journal.StepInstalling
+	if err := e.save(rec); err != nil {
+		return err
+	}
+	e.report(rec, u, transport.StateInstalling, "", 0, int64(img.Size))
+	f, err := os.Open(u.Staging)
+	if err != nil {
+		return fmt.Errorf("staged image: %w", err)
+	}
+	defer f.Close()
+	err = slot.Install(ctx, dev, f, slot.Image{
+		Size:        int64(img.Size),
+		SHA256:      img.SHA256,
+		Compression: slot.Compression(img.Compression.String()),
+	}, e.progress(rec, transport.StateInstalling))
+	if err != nil {
+		return fmt.Errorf("install slot %s (%s): %w", u.Release.Slot, dev, err)
+	}
+	os.Remove(u.Staging)
+	u.Step, u.Staging, u.Offset = journal.StepInstalled, "", 0
+	return e.save(rec)
+}
+
+// switchSlot tells the bootloader to try the new slot once.
+func (e *Engine) switchSlot(rec journal.Record) error {
+	u := rec.Update
+	u.Step = journal.StepSwitching
+	if err := e.save(rec); err != nil {
+		return err
+	}
+	if err := e.editBootState(func(s slot.State) slot.State {
+		return s.MarkTry(u.Release.Slot, e.o.Board.Bootloader.TryAttempts)
+	}); err != nil {
+		return err
+	}
+	_, bootID, err := e.o.Machine.Booted()
+	if err != nil {
+		return fmt.Errorf("boot id: %w", err)
+	}
+	u.Step, u.BootID = journal.StepRebooting, bootID
+	if err := e.save(rec); err != nil {
+		return err
+	}
+	e.report(rec, u, transport.StateRebooting, fmt.Sprintf("slot %s armed to be tried once", u.Release.Slot), 0, 0)
+	return nil
+}
+
+func (e *Engine) reboot(ctx context.Context, rec journal.Record) error {
+	e.log.Info("rebooting", "step", rec.Update.Step, "next", rec.Update.Release.Slot)
+	if err := e.o.Machine.Reboot(ctx); err != nil {
+		return fmt.Errorf("reboot: %w", err)
+	}
+	return ErrRebootPending
+}
+
+// verify runs the health checks in the new slot, then commits or reverts.
+func (e *Engine) verify(ctx context.Context, rec journal.Record) error {
+	u := rec.Update
+	e.report(rec, rec.Update, transport.StateVerifying, "", 0, 0)
+	if err := e.o.Health.Check(ctx, u.Release.Slot); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return e.revert(ctx, rec, fmt.Sprintf("health check failed in slot %s: %v", u.Release.Slot, err))
+	}
+	return e.commit(rec)
+}
+
+// commit keeps the new slot.
+func (e *Engine) commit(rec journal.Record) error {
+	u := rec.Update
+	if err := e.editBootState(func(s slot.State) slot.State {
+		return s.MarkGood(u.Release.Slot, e.o.Board.Bootloader.Attempts)
+	}); err != nil {
+		return err
+	}
+	rec.Installed = u.Release
+	rec.Update = nil
+	rec.Last = &journal.Outcome{Release: u.Release.Name, Sequence: u.Release.Sequence, State: string(transport.StateCommitted), Path: u.Path, Reason: u.Why, Time: e.o.Now().UTC()}
+	if err := e.save(rec); err != nil {
+		return err
+	}
+	e.log.Info("committed", "release", u.Release.Name, "slot", u.Release.Slot)
+	e.report(rec, u, transport.StateCommitted, fmt.Sprintf("slot %s healthy and marked good", u.Release.Slot), 0, 0)
+	return nil
+}
+
+// revert arms the fallback to the slot the update started from and reboots
+// into it.
+func (e *Engine) revert(ctx context.Context, rec journal.Record, reason string) error {
+	u := rec.Update
+	e.log.Warn("reverting", "release", u.Release.Name, "reason", reason)
+	if err := e.editBootState(func(s slot.State) slot.State {
+		return s.MarkBad(u.Release.Slot).MarkGood(u.From, e.o.Board.Bootloader.Attempts)
+	}); err != nil {
+		return err
+	}
+	_, bootID, err := e.o.Machine.Booted()
+	if err != nil {
+		return fmt.Errorf("boot id: %w", err)
+	}
+	u.Step, u.BootID, u.Reason = journal.StepReverting, bootID, reason
+	if err := e.save(rec); err != nil {
+		return err
+	}
+	e.report(rec, rec.Update, transport.StateRebooting, reason, 0, 0)
+	return e.reboot(ctx, rec)
+}
+
+// rolledBack records that the device runs the old slot again.
+func (e *Engine) rolledBack(ctx context.Context, rec journal.Record, reason string) error {
+	u := rec.Update
+	if err := e.editBootState(func(s slot.State) slot.State {
+		return s.MarkBad(u.Release.Slot).MarkGood(u.From, e.o.Board.Bootloader.Attempts)
+	}); err != nil {
+		return err
+	}
+	rec.RolledBack = max(rec.RolledBack, u.Release.Sequence)
+	rec.Update = nil
+	rec.Last = &journal.Outcome{Release: u.Release.Name, Sequence: u.Release.Sequence, State: string(transport.StateRolledBack), Path: u.Path, Reason: reason, Time: e.o.Now().UTC()}
+	if err := e.save(rec); err != nil {
+		return err
+	}
+	e.log.Warn("rolled back", "release", u.Release.Name, "slot", u.From, "reason", reason)
+	e.report(rec, u, transport.StateRolledBack, reason, 0, 0)
+	return nil
+}
+
+// abort ends an update that cannot go on before the bootloader was touched:
+// the booted slot is still the good one, so only the journal changes.
+func (e *Engine) abort(ctx context.Context, rec journal.Record, cause error) error {
+	u := rec.Update
+	if u.Step == journal.StepSwitching || u.Step == journal.StepRebooting || u.Step == journal.StepVerifying || u.Step == journal.StepReverting {
+		return e.rolledBack(ctx, rec, cause.Error())
+	}
+	if u.Staging != "" {
+		os.Remove(u.Staging)
+	}
+	rec.Update = nil
+	rec.Last = &journal.Outcome{Release: u.Release.Name, Sequence: u.Release.Sequence, State: string(transport.StateFailed), Path: u.Path, Reason: cause.Error(), Time: e.o.Now().UTC()}
+	if err := e.save(rec); err != nil {
+		return err
+	}
+	e.log.Error("update failed", "release", u.Release.Name, "err", cause)
+	e.report(rec, u, transport.StateFailed, cause.Error(), 0, 0)
+	return cause
+}
+
+func (e *Engine) refuse(release string, seq uint64, cause error) error {
+	e.log.Warn("release refused", "release", release, "err", cause)
+	rec := e.o.Journal.Record()
+	e.o.Report(transport.Status{
+		State:     transport.StateRefused,
+		Release:   release,
+		Sequence:  seq,
+		Reason:    cause.Error(),
+		Slot:      e.booted(),
+		Installed: rec.Installed.Name,
+	})
+	if errors.Is(cause, ErrRefused) {
+		return cause
+	}
+	return fmt.Errorf("%w: %w", ErrRefused, cause)
+}
+
+// MarkGood marks the booted slot good by hand (graft-agent mark-good). An
+// update waiting for its health checks is committed.
+func (e *Engine) MarkGood(ctx context.Context) (string, error) {
+	booted, _, err := e.o.Machine.Booted()
+	if err != nil {
+		return "", fmt.Errorf("booted slot: %w", err)
+	}
+	rec := e.o.Journal.Record()
+	if u := rec.Update; u != nil && u.Release.Slot == booted && (u.Step == journal.StepVerifying || u.Step == journal.StepRebooting) {
+		return booted, e.commit(rec)
+	}
+	return booted, e.editBootState(func(s slot.State) slot.State {
+		return s.MarkGood(booted, e.o.Board.Bootloader.Attempts)
+	})
+}
+
+func (e *Engine) editBootState(fn func(slot.State) slot.State) error {
+	names := e.slotNames()
+	return bootenv.Update(e.o.Env, func(env bootenv.Env) error {
+		s, err := slot.ParseState(env, names)
+		if err != nil {
+			return err
+		}
+		fn(s).Apply(env)
+		return nil
+	})
+}
+
+func (e *Engine) slotNames() []string {
+	var names []string
+	for _, g := range e.o.Board.SlotGroups {
+		for _, s := range g.Slots {
+			if !contains(names, s.Name) {
+				names = append(names, s.Name)
+			}
+		}
+	}
+	return names
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) image(u *journal.Update) (*manifest.Image, error) {
+	m, err := manifest.Decode(u.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	for _, img := range m.Images() {
+		if _, err := e.o.Board.Group(img.SlotGroup); err == nil {
+			return img, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %w", manifest.ErrInvalid, ErrNothingToApply)
+}
+
+func (e *Engine) save(rec journal.Record) error {
+	if err := e.o.Journal.Save(rec); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+func (e *Engine) booted() string {
+	s, _, err := e.o.Machine.Booted()
+	if err != nil {
+		return ""
+	}
+	return s
+}
+
+// report sends the status of update u.
+func (e *Engine) report(rec journal.Record, u *journal.Update, state transport.State, reason string, done, total int64) {
+	e.o.Report(transport.Status{
+		State:     state,
+		Release:   u.Release.Name,
+		Sequence:  u.Release.Sequence,
+		Path:      u.Path,
+		Reason:    reason,
+		Slot:      e.booted(),
+		Done:      done,
+		Total:     total,
+		Installed: rec.Installed.Name,
+	})
+}
+
+// progress returns a callback that reports every tenth of the way.
+func (e *Engine) progress(rec journal.Record, state transport.State) func(done, total int64) {
+	last := int64(-1)
+	return func(done, total int64) {
+		if total <= 0 {
+			return
+		}
+		tenth := done * 10 / total
+		if tenth == last {
+			return
+		}
+		last = tenth
+		e.log.Info(string(state), "release", rec.Update.Release.Name, "done", done, "total", total)
+		e.report(rec, rec.Update, state, "", done, total)
+	}
+}
+
+func stagingName(release, target string) string {
+	r := strings.NewReplacer("/", "_", "\\", "_", "..", "_")
+	return r.Replace(release) + "--" + r.Replace(target)
+}

@@ -1,0 +1,52 @@
+package journal
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestSaveOpenRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state", "journal.json")
+	j, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Record().Update != nil {
+		t.Fatal("a new journal has no update in flight")
+	}
+	r := j.Record()
+	r.Installed = Release{Name: "v1", Sequence: 1, Slot: "A"}
+	r.Update = &Update{Release: Release{Name: "v2", Sequence: 2, Slot: "B"}, From: "A", Step: StepDownloading, Offset: 4096}
+	if err := j.Save(r); err != nil {
+		t.Fatal(err)
+	}
+	// The caller's copy must not alias the journal's.
+	r.Update.Offset = 1
+	j2, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := j2.Record()
+	if got.Update == nil || got.Update.Offset != 4096 || got.Update.Step != StepDownloading || got.Installed.Slot != "A" {
+		t.Fatalf("reopened record = %+v", got)
+	}
+}
+
+func TestOpenRefusesCorruptAndForeignSchema(t *testing.T) {
+	for name, content := range map[string]string{
+		"garbage":      "{not json",
+		"other schema": `{"schema": 99}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "journal.json")
+			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Open(path); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Open = %v, want ErrCorrupt", err)
+			}
+		})
+	}
+}
