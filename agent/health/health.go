@@ -51,7 +51,9 @@ func (c Checker) Check(ctx context.Context, slot string) error {
 type Probes struct {
 	WaitConnected func(ctx context.Context) error // broker reachable
 	RefreshTUF    func(ctx context.Context) error // repository reachable and metadata valid
-	Env           []string                        // extra environment for exec checks
+	// SlotEnv returns extra environment for exec checks run in a slot,
+	// such as GRAFT_SLOT_DEVICE. Optional.
+	SlotEnv func(slot string) []string
 }
 
 // Build turns config names ("broker", "tuf", "exec:COMMAND") into checks.
@@ -64,7 +66,7 @@ func Build(names []string, p Probes) ([]Check, error) {
 		case n == "tuf":
 			checks = append(checks, Check{Name: n, Run: func(ctx context.Context, _ string) error { return p.RefreshTUF(ctx) }})
 		case strings.HasPrefix(n, "exec:") && len(n) > len("exec:"):
-			checks = append(checks, Exec(n, strings.TrimPrefix(n, "exec:"), p.Env))
+			checks = append(checks, Exec(n, strings.TrimPrefix(n, "exec:"), p.SlotEnv))
 		default:
 			return nil, fmt.Errorf("%w: %q", ErrUnknownCheck, n)
 		}
@@ -73,11 +75,14 @@ func Build(names []string, p Probes) ([]Check, error) {
 }
 
 // Exec is a check that passes when `sh -c command` exits 0. The command
-// sees GRAFT_SLOT (the booted slot) in its environment.
-func Exec(name, command string, env []string) Check {
+// sees GRAFT_SLOT (the booted slot) and whatever slotEnv adds.
+func Exec(name, command string, slotEnv func(slot string) []string) Check {
 	return Check{Name: name, Run: func(ctx context.Context, slot string) error {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
-		cmd.Env = append(append(os.Environ(), env...), "GRAFT_SLOT="+slot)
+		cmd.Env = append(os.Environ(), "GRAFT_SLOT="+slot)
+		if slotEnv != nil {
+			cmd.Env = append(cmd.Env, slotEnv(slot)...)
+		}
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			if msg := strings.TrimSpace(string(out)); msg != "" {

@@ -19,7 +19,10 @@ func TestChecker(t *testing.T) {
 		wantErr error
 	}{
 		{name: "defaults pass", checks: []string{"broker", "tuf"}, probes: probes},
-		{name: "exec passes and sees the slot", checks: []string{`exec:test "$GRAFT_SLOT" = B`}, probes: probes},
+		{name: "exec passes and sees the slot", checks: []string{`exec:test "$GRAFT_SLOT" = B && test "$GRAFT_SLOT_DEVICE" = /dev/b`},
+			probes: Probes{SlotEnv: func(s string) []string { return []string{"GRAFT_SLOT_DEVICE=/dev/b"} }}},
+		{name: "exec sees the slot device", checks: []string{`exec:test "$GRAFT_SLOT_DEVICE" = /dev/a`},
+			probes: Probes{SlotEnv: func(s string) []string { return []string{"GRAFT_SLOT_DEVICE=/dev/b"} }}, wantErr: ErrFailed},
 		{name: "exec fails", checks: []string{"broker", "exec:echo app did not start >&2; exit 3"}, probes: probes, wantErr: ErrFailed},
 		{name: "broker down", checks: []string{"broker"}, probes: Probes{WaitConnected: func(context.Context) error { return down }}, wantErr: down},
 		{name: "deadline", checks: []string{"tuf"}, timeout: 20 * time.Millisecond,

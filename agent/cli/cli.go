@@ -1,0 +1,171 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"github.com/graft-dev/graft/agent/config"
+	"github.com/graft-dev/graft/agent/daemon"
+	"github.com/graft-dev/graft/boards"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1 // the command ran and failed or refused
+	exitUsage = 2 // bad command line
+)
+
+// errUsage marks command-line mistakes.
+var errUsage = errors.New("usage")
+
+type env struct {
+	stdout, stderr io.Writer
+}
+
+type command struct {
+	name    string
+	args    string
+	summary string
+	run     func(ctx context.Context, e env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"run", "--config FILE", "run the agent daemon", cmdRun},
+		{"status", "[--config FILE] [--json]", "what is installed, booted and in flight", cmdStatus},
+		{"install", "--offline DIR [--release NAME] [--config FILE] [--reboot]", "install a release from a TUF repository on a directory or USB stick", cmdInstall},
+		{"mark-good", "[--config FILE]", "mark the booted slot good (commits an update waiting for its health checks)", cmdMarkGood},
+		{"slots", "[--config FILE] [--json]", "the board's slots and the bootloader's view of them", cmdSlots},
+		{"bootenv", "get NAME... | set NAME=VALUE... (--fw-env-config FILE | --grubenv FILE | --config FILE)", "read or change the bootloader environment", cmdBootenv},
+		{"tuf", "init ROOT_FILE | refresh | download TARGET... [flags]", "the TUF client on its own, for debugging trust", cmdTUF},
+		{"version", "", "print the agent version", cmdVersion},
+	}
+}
+
+const defaultConfig = "/etc/graft/agent.conf"
+
+// Run runs the graft-agent command line and returns the process exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := env{stdout: stdout, stderr: stderr}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, e, args[1:])
+		switch {
+		case err == nil:
+			return exitOK
+		case errors.Is(err, flag.ErrHelp):
+			return exitOK
+		case errors.Is(err, daemon.ErrExitForReboot):
+			return boards.ExitReboot
+		case errors.Is(err, errUsage):
+			fmt.Fprintf(stderr, "graft-agent %s: %v\n", c.name, err)
+			return exitUsage
+		default:
+			fmt.Fprintf(stderr, "graft-agent %s: %v\n", c.name, err)
+			return exitFail
+		}
+	}
+	fmt.Fprintf(stderr, "graft-agent: unknown command %q (see graft-agent --help)\n", args[0])
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "graft-agent %s — live patches and A/B updates for this device\n\nUsage:\n", daemon.Version())
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  graft-agent %s %s\n      %s\n", c.name, c.args, c.summary)
+	}
+	fmt.Fprintf(w, "\nThe config file defaults to %s. Exit status: 0 ok, 1 failed or refused, 2 bad usage.\n", defaultConfig)
+}
+
+// flags returns a FlagSet that reports errors as usage errors.
+func flags(e env, name, args string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: graft-agent %s %s\n", name, args)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	return config.Load(path)
+}
+
+func logger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func cmdVersion(_ context.Context, e env, args []string) error {
+	fs := flags(e, "version", "")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, daemon.Version())
+	return nil
+}
+
+func cmdRun(ctx context.Context, e env, args []string) error {
+	fs := flags(e, "run", "--config FILE")
+	cfgPath := fs.String("config", defaultConfig, "agent config `file`")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	return daemon.Run(ctx, cfg, logger(e.stderr, cfg.LogLevel), daemon.Hooks{})
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func splitAssign(s string) (string, string, bool) {
+	name, value, ok := strings.Cut(s, "=")
+	return name, value, ok && name != ""
+}
+

@@ -1,0 +1,158 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/graft-dev/graft/agent/bootenv"
+	"github.com/graft-dev/graft/agent/daemon"
+	"github.com/graft-dev/graft/tuf"
+)
+
+func cmdBootenv(_ context.Context, e env, args []string) error {
+	const use = "get NAME... | set NAME=VALUE... (--fw-env-config FILE | --grubenv FILE | --config FILE)"
+	if len(args) == 0 || (args[0] != "get" && args[0] != "set") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprintf(e.stdout, "Usage: graft-agent bootenv %s\n", use)
+			return nil
+		}
+		return fmt.Errorf("%w: graft-agent bootenv %s", errUsage, use)
+	}
+	op := args[0]
+	fs := flags(e, "bootenv "+op, use)
+	fwcfg := fs.String("fw-env-config", "", "U-Boot environment described by an fw_env.config `file`")
+	grubenv := fs.String("grubenv", "", "GRUB environment block `file`")
+	cfgPath := fs.String("config", "", "use the bootloader of the board in this agent config `file`")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("%w: bootenv %s needs at least one variable", errUsage, op)
+	}
+	var store bootenv.Store
+	switch {
+	case *fwcfg != "" && *grubenv == "" && *cfgPath == "":
+		u, err := bootenv.OpenUBoot(*fwcfg)
+		if err != nil {
+			return err
+		}
+		store = u
+	case *grubenv != "" && *fwcfg == "" && *cfgPath == "":
+		store = bootenv.OpenGrub(*grubenv)
+	case *cfgPath != "" && *fwcfg == "" && *grubenv == "":
+		cfg, err := loadConfig(*cfgPath)
+		if err != nil {
+			return err
+		}
+		b, err := daemon.LoadBoard(cfg)
+		if err != nil {
+			return err
+		}
+		if store, err = daemon.OpenEnv(b); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%w: give exactly one of --fw-env-config, --grubenv, --config", errUsage)
+	}
+	if op == "get" {
+		env, err := store.Load()
+		if err != nil {
+			return err
+		}
+		for _, name := range fs.Args() {
+			v, ok := env[name]
+			if !ok {
+				return fmt.Errorf("%s: not set", name)
+			}
+			fmt.Fprintf(e.stdout, "%s=%s\n", name, v)
+		}
+		return nil
+	}
+	type assign struct{ name, value string }
+	var set []assign
+	for _, a := range fs.Args() {
+		name, value, ok := splitAssign(a)
+		if !ok {
+			return fmt.Errorf("%w: %q is not NAME=VALUE", errUsage, a)
+		}
+		set = append(set, assign{name, value})
+	}
+	return bootenv.Update(store, func(env bootenv.Env) error {
+		for _, a := range set {
+			if a.value == "" {
+				delete(env, a.name)
+			} else {
+				env[a.name] = a.value
+			}
+		}
+		return nil
+	})
+}
+
+func cmdTUF(ctx context.Context, e env, args []string) error {
+	const use = "init ROOT_FILE | refresh | download TARGET...  --metadata-dir DIR [--metadata-url URL --targets-url URL --target-dir DIR]"
+	if len(args) == 0 || (args[0] != "init" && args[0] != "refresh" && args[0] != "download") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprintf(e.stdout, "Usage: graft-agent tuf %s\n", use)
+			return nil
+		}
+		return fmt.Errorf("%w: graft-agent tuf %s", errUsage, use)
+	}
+	op := args[0]
+	fs := flags(e, "tuf "+op, use)
+	cfg := tuf.Config{}
+	fs.StringVar(&cfg.MetadataDir, "metadata-dir", "", "trusted metadata `dir` (root.json and the cache)")
+	fs.StringVar(&cfg.MetadataURL, "metadata-url", "", "repository metadata `URL` or directory")
+	fs.StringVar(&cfg.TargetsURL, "targets-url", "", "repository targets `URL` or directory")
+	fs.StringVar(&cfg.TargetDir, "target-dir", ".", "where downloaded targets go")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if cfg.MetadataDir == "" {
+		return fmt.Errorf("%w: --metadata-dir is required", errUsage)
+	}
+	switch op {
+	case "init":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("%w: tuf init takes one ROOT_FILE", errUsage)
+		}
+		root, err := os.ReadFile(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if err := tuf.Init(cfg.MetadataDir, root); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "trusted root stored in %s\n", cfg.MetadataDir)
+		return nil
+	case "refresh":
+		c, err := tuf.New(cfg)
+		if err != nil {
+			return err
+		}
+		if err := c.Refresh(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, "metadata is valid and current")
+		return nil
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("%w: tuf download needs a TARGET", errUsage)
+	}
+	c, err := tuf.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := c.Refresh(ctx); err != nil {
+		return err
+	}
+	for _, name := range fs.Args() {
+		p, err := c.Download(ctx, name, tuf.DownloadOptions{})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, p)
+	}
+	return nil
+}

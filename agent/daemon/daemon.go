@@ -1,0 +1,379 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/graft-dev/graft/agent/bootenv"
+	"github.com/graft-dev/graft/agent/config"
+	"github.com/graft-dev/graft/agent/engine"
+	"github.com/graft-dev/graft/agent/health"
+	"github.com/graft-dev/graft/agent/journal"
+	"github.com/graft-dev/graft/agent/outbox"
+	"github.com/graft-dev/graft/boards"
+	"github.com/graft-dev/graft/transport"
+	"github.com/graft-dev/graft/transport/httpfetch"
+	"github.com/graft-dev/graft/transport/mqtt"
+	"github.com/graft-dev/graft/tuf"
+)
+
+// version is stamped by the build (-ldflags -X); otherwise it comes from
+// the module's build info.
+var version string
+
+// Version is the agent's version.
+func Version() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+// ErrLocked means another graft-agent holds the state directory.
+var ErrLocked = errors.New("state directory is in use by another graft-agent")
+
+// Device is everything the agent needs on one device, opened from a config.
+type Device struct {
+	Config  *config.Config
+	Board   boards.Board
+	Journal *journal.Journal
+	Env     bootenv.Store
+	TUF     *tuf.Client
+	Machine machine
+	// NoReboot leaves the reboot to the operator (graft-agent install):
+	// the engine stops at "reboot pending".
+	NoReboot bool
+	Logger   *slog.Logger
+	lock    *os.File
+}
+
+// Paths inside the data directory.
+func journalPath(dataDir string) string { return filepath.Join(dataDir, "journal.json") }
+func tufDir(dataDir string) string      { return filepath.Join(dataDir, "tuf") }
+func stagingDir(dataDir string) string  { return filepath.Join(dataDir, "staging") }
+func outboxDir(dataDir string) string   { return filepath.Join(dataDir, "outbox") }
+
+// LoadBoard returns the board the config names (or detects), resolved
+// against the data directory.
+func LoadBoard(cfg *config.Config) (boards.Board, error) {
+	set := boards.Builtin()
+	if cfg.BoardFile != "" {
+		if err := set.LoadFile(cfg.BoardFile); err != nil {
+			return boards.Board{}, err
+		}
+	}
+	var b boards.Board
+	var err error
+	if cfg.Board == "" || cfg.Board == "auto" {
+		compat, cerr := boards.ReadCompatible("/proc/device-tree/compatible")
+		if cerr != nil {
+			return boards.Board{}, fmt.Errorf("board auto-detection: %w", cerr)
+		}
+		b, err = set.Detect(compat)
+	} else {
+		b, err = set.Lookup(cfg.Board)
+	}
+	if err != nil {
+		return boards.Board{}, err
+	}
+	return b.Resolve(cfg.DataDir), nil
+}
+
+// OpenEnv opens the bootloader environment a board uses.
+func OpenEnv(b boards.Board) (bootenv.Store, error) {
+	switch b.Bootloader.Kind {
+	case "uboot":
+		return bootenv.OpenUBoot(b.Bootloader.FWEnvConfig)
+	case "grub":
+		return bootenv.OpenGrub(b.Bootloader.GrubEnv), nil
+	}
+	return nil, fmt.Errorf("board %s: bootloader %q unsupported", b.Name, b.Bootloader.Kind)
+}
+
+// Open opens the device's state. With lock set it takes the state-directory
+// lock, so that a command line install and the daemon never run together.
+func Open(cfg *config.Config, logger *slog.Logger, lock bool) (*Device, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	b, err := LoadBoard(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	d := &Device{Config: cfg, Board: b, Logger: logger, Machine: machine{board: b}}
+	if lock {
+		f, err := os.OpenFile(filepath.Join(cfg.DataDir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("lock: %w", err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%w (%s)", ErrLocked, cfg.DataDir)
+		}
+		d.lock = f
+	}
+	if d.Journal, err = journal.Open(journalPath(cfg.DataDir)); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if d.Env, err = OpenEnv(b); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// OpenTUF opens the TUF client on the configured repository, or on a local
+// directory repository when offlineDir is set.
+func (d *Device) OpenTUF(offlineDir string) error {
+	c := tuf.Config{
+		MetadataDir: tufDir(d.Config.DataDir),
+		MetadataURL: d.Config.MetadataURL,
+		TargetsURL:  d.Config.TargetsURL,
+		TargetDir:   stagingDir(d.Config.DataDir),
+		Fetcher:     &httpfetch.Client{HTTP: &http.Client{}, Logger: d.Logger},
+		Logger:      d.Logger,
+	}
+	if offlineDir != "" {
+		c.MetadataURL = filepath.Join(offlineDir, "metadata")
+		c.TargetsURL = filepath.Join(offlineDir, "targets")
+		c.Fetcher = nil
+	}
+	client, err := tuf.New(c)
+	if err != nil {
+		return err
+	}
+	d.TUF = client
+	return nil
+}
+
+// Close releases the lock.
+func (d *Device) Close() {
+	if d.lock != nil {
+		d.lock.Close()
+		d.lock = nil
+	}
+}
+
+// Engine returns an engine on this device.
+func (d *Device) Engine(checker engine.HealthChecker, report func(transport.Status)) *engine.Engine {
+	return engine.New(engine.Options{
+		Board:        d.Board,
+		DeviceClass:  d.Config.DeviceClass,
+		AgentVersion: Version(),
+		Journal:      d.Journal,
+		Source:       d.TUF,
+		Env:          d.Env,
+		Health:       checker,
+		Machine:      d.engineMachine(),
+		StagingDir:   stagingDir(d.Config.DataDir),
+		Report:       report,
+		Logger:       d.Logger,
+	})
+}
+
+func (d *Device) engineMachine() engine.Machine {
+	if d.NoReboot {
+		return operatorReboot{d.Machine}
+	}
+	return d.Machine
+}
+
+// operatorReboot is a machine whose reboot is left to the operator.
+type operatorReboot struct{ machine }
+
+func (operatorReboot) Reboot(context.Context) error { return nil }
+
+// Hooks let tests observe the daemon from inside.
+type Hooks struct {
+	// OnJournal runs after every durable journal save.
+	OnJournal func(journal.Record)
+}
+
+// Run is `graft-agent run`: it resumes what the journal holds, then
+// applies release notices as they come, until ctx ends. On a board whose
+// reboot is "exit" it returns ErrExitForReboot when the device must reboot.
+func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hooks) error {
+	d, err := Open(cfg, logger, true)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	d.Journal.OnSave = hooks.OnJournal
+	if err := d.OpenTUF(""); err != nil {
+		return err
+	}
+	box, err := outbox.Open(outboxDir(cfg.DataDir), 1000)
+	if err != nil {
+		return err
+	}
+	notices := make(chan transport.Notice, 1)
+	mcfg := mqtt.Config{
+		Broker:    cfg.Broker,
+		DeviceID:  cfg.DeviceID,
+		Groups:    cfg.Groups,
+		KeepAlive: cfg.KeepAlive,
+		Outbox:    box,
+		Logger:    logger,
+		OnNotice: func(n transport.Notice) {
+			for { // keep only the newest notice
+				select {
+				case notices <- n:
+					return
+				default:
+				}
+				select {
+				case <-notices:
+				default:
+				}
+			}
+		},
+	}
+	if cfg.CertFile != "" || cfg.CAFile != "" {
+		if mcfg.TLS, err = mqtt.TLSConfig(cfg.CAFile, cfg.CertFile, cfg.KeyFile); err != nil {
+			return err
+		}
+	}
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	session, err := mqtt.Start(sctx, mcfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		session.Close(cctx)
+	}()
+	d.Machine.beforeReboot = func(ctx context.Context) {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		session.Drained(dctx)
+	}
+	report := func(s transport.Status) {
+		s.EventID = newEventID()
+		s.Device = cfg.DeviceID
+		s.Time = time.Now().UnixMilli()
+		s.AgentVersion = Version()
+		b, err := transport.EncodeStatus(s)
+		if err == nil {
+			_, err = box.Add(b)
+		}
+		if err != nil {
+			logger.Error("status not queued", "state", s.State, "err", err)
+			return
+		}
+		session.Kick()
+	}
+	checks, err := health.Build(cfg.HealthChecks, health.Probes{
+		WaitConnected: session.WaitConnected,
+		RefreshTUF:    d.TUF.Refresh,
+		SlotEnv: func(slot string) []string {
+			env := []string{"GRAFT_DATA_DIR=" + cfg.DataDir}
+			for _, g := range d.Board.SlotGroups {
+				for _, s := range g.Slots {
+					if s.Name == slot && g.Name == "rootfs" {
+						env = append(env, "GRAFT_SLOT_DEVICE="+s.Device)
+					}
+				}
+			}
+			return env
+		},
+	})
+	if err != nil {
+		return err
+	}
+	eng := d.Engine(health.Checker{Checks: checks, Timeout: cfg.HealthTimeout}, report)
+
+	logger.Info("graft-agent started", "device", cfg.DeviceID, "board", d.Board.Name, "version", Version())
+	retry := backoff{min: 2 * time.Second, max: 2 * time.Minute}
+	var pending *transport.Notice
+	err = eng.Resume(ctx)
+	if rec := d.Journal.Record(); err == nil && rec.Update == nil {
+		reportIdle(report, d, rec)
+	}
+	for {
+		if errors.Is(err, ErrExitForReboot) {
+			return err
+		}
+		var wait <-chan time.Time
+		if err != nil && ctx.Err() == nil {
+			if errors.Is(err, engine.ErrRefused) {
+				pending = nil
+			} else {
+				delay := retry.next()
+				logger.Warn("update interrupted; retrying", "in", delay.Round(time.Millisecond), "err", err)
+				wait = time.After(delay)
+			}
+		} else if err == nil {
+			retry.reset()
+			pending = nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case n := <-notices:
+			pending = &n
+			logger.Info("release notice", "release", n.Release, "manifest", n.Manifest)
+			err = eng.Install(ctx, n)
+		case <-wait:
+			if pending != nil {
+				err = eng.Install(ctx, *pending)
+			} else {
+				err = eng.Resume(ctx)
+			}
+		}
+	}
+}
+
+func reportIdle(report func(transport.Status), d *Device, rec journal.Record) {
+	booted, _, _ := d.Machine.Booted()
+	s := transport.Status{State: transport.StateIdle, Slot: booted, Installed: rec.Installed.Name}
+	if rec.Last != nil {
+		s.State = transport.State(rec.Last.State)
+		s.Release, s.Sequence, s.Path, s.Reason = rec.Last.Release, rec.Last.Sequence, rec.Last.Path, rec.Last.Reason
+	}
+	report(s)
+}
+
+func newEventID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// backoff is a capped exponential delay with full jitter, so devices that
+// failed together do not retry together.
+type backoff struct {
+	min, max time.Duration
+	n        int
+}
+
+func (b *backoff) next() time.Duration {
+	d := b.min << min(b.n, 16)
+	if d > b.max || d <= 0 {
+		d = b.max
+	}
+	b.n++
+	return d/2 + time.Duration(mrand.Int64N(int64(d/2)+1))
+}
+
+func (b *backoff) reset() { b.n = 0 }

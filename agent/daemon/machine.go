@@ -1,0 +1,75 @@
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/graft-dev/graft/agent/slot"
+	"github.com/graft-dev/graft/boards"
+)
+
+// ErrExitForReboot is returned by Run on a board whose reboot is "exit":
+// the process must exit with boards.ExitReboot so that its supervisor (the
+// simulated board) boots the next slot.
+var ErrExitForReboot = errors.New("exit for reboot")
+
+// machine is the real device: /proc, the kernel command line, reboot(2).
+type machine struct {
+	board boards.Board
+	// beforeReboot flushes what must leave the device before it goes down.
+	beforeReboot func(ctx context.Context)
+}
+
+// Booted reads the booted slot from the kernel command line. The boot ID
+// covers the kernel's boot_id and the command line, so it changes at every
+// boot, the simulated board's too.
+func (m machine) Booted() (string, string, error) {
+	b, err := os.ReadFile(m.board.Cmdline)
+	if err != nil {
+		return "", "", fmt.Errorf("kernel command line: %w", err)
+	}
+	cmdline := strings.TrimSpace(string(b))
+	s, err := slot.BootedSlot(cmdline)
+	if err != nil {
+		return "", "", err
+	}
+	kernelBootID, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	sum := sha256.Sum256([]byte(string(kernelBootID) + "\x00" + cmdline))
+	return s, hex.EncodeToString(sum[:8]), nil
+}
+
+func (m machine) Reboot(ctx context.Context) error {
+	if m.beforeReboot != nil {
+		m.beforeReboot(ctx)
+	}
+	unix.Sync()
+	if m.board.Reboot == "exit" {
+		return ErrExitForReboot
+	}
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+		return fmt.Errorf("reboot(2): %w", err)
+	}
+	select { // the kernel is going down
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Minute):
+		return errors.New("reboot(2) returned but the system is still up")
+	}
+}
+
+func (m machine) Mountinfo() (io.Reader, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	return strings.NewReader(string(b)), nil
+}

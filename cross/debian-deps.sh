@@ -1,0 +1,18 @@
+#!/bin/sh
+# Installs the Debian packages graft's tests and demo use, when missing.
+# Idempotent and quick when everything is there. Run as root (CI is).
+set -eu
+pkgs="mosquitto mosquitto-clients libubootenv-tool u-boot-tools grub-common xz-utils"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "graft: missing Debian packages:$missing (run as root, or: sudo apt-get install$missing)" >&2
+	exit 1
+fi
+echo "graft: installing Debian packages:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends $missing >/dev/null
