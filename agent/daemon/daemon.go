@@ -91,15 +91,22 @@ func LoadBoard(cfg *config.Config) (boards.Board, error) {
 	if err != nil {
 		return boards.Board{}, err
 	}
-	return b.Resolve(cfg.DataDir), nil
+	return b.WithDefaults().Resolve(cfg.DataDir), nil
 }
 
 // OpenEnv opens the bootloader environment a board uses.
 func OpenEnv(b boards.Board) (bootenv.Store, error) {
 	switch b.Bootloader.Kind {
-	case "uboot":
-		return bootenv.OpenUBoot(b.Bootloader.FWEnvConfig)
-	case "grub":
+	case boards.BootloaderUBoot:
+		if len(b.Bootloader.FWEnv) == 0 {
+			return bootenv.OpenUBoot(b.Bootloader.FWEnvConfig)
+		}
+		var locs []bootenv.FWLocation
+		for _, l := range b.Bootloader.FWEnv {
+			locs = append(locs, bootenv.FWLocation{Device: l.Device, Offset: l.Offset, Size: l.Size, SectorSize: l.SectorSize})
+		}
+		return bootenv.NewUBoot(locs...)
+	case boards.BootloaderGrub:
 		return bootenv.OpenGrub(b.Bootloader.GrubEnv), nil
 	}
 	return nil, fmt.Errorf("board %s: bootloader %q unsupported", b.Name, b.Bootloader.Kind)
@@ -177,7 +184,7 @@ func (d *Device) Close() {
 func (d *Device) Engine(checker engine.HealthChecker, report func(transport.Status)) *engine.Engine {
 	return engine.New(engine.Options{
 		Board:        d.Board,
-		DeviceClass:  d.Config.DeviceClass,
+		DeviceClass:  d.Config.Class(d.Board.Name),
 		AgentVersion: Version(),
 		Journal:      d.Journal,
 		Source:       d.TUF,
@@ -344,12 +351,13 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 	}
 }
 
+// reportIdle tells the fleet the agent is up and what it runs; the last
+// outcome goes in the reason.
 func reportIdle(report func(transport.Status), d *Device, rec journal.Record) {
 	booted, _, _ := d.Machine.Booted()
-	s := transport.Status{State: transport.StateIdle, Slot: booted, Installed: rec.Installed.Name}
-	if rec.Last != nil {
-		s.State = transport.State(rec.Last.State)
-		s.Release, s.Sequence, s.Path, s.Reason = rec.Last.Release, rec.Last.Sequence, rec.Last.Path, rec.Last.Reason
+	s := transport.Status{State: transport.StateIdle, Slot: booted, Installed: rec.Installed.Name, Sequence: rec.Installed.Sequence}
+	if l := rec.Last; l != nil {
+		s.Reason = fmt.Sprintf("last update: %s %s", l.Release, l.State)
 	}
 	report(s)
 }

@@ -366,15 +366,16 @@ func (e *Engine) reboot(ctx context.Context, rec journal.Record) error {
 	return ErrRebootPending
 }
 
-// verify runs the health checks in the new slot, then commits or reverts.
+// verify runs the health checks in the new slot, then commits or arms the
+// revert.
 func (e *Engine) verify(ctx context.Context, rec journal.Record) error {
 	u := rec.Update
-	e.report(rec, rec.Update, transport.StateVerifying, "", 0, 0)
+	e.report(rec, u, transport.StateVerifying, "", 0, 0)
 	if err := e.o.Health.Check(ctx, u.Release.Slot); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return e.revert(ctx, rec, fmt.Sprintf("health check failed in slot %s: %v", u.Release.Slot, err))
+		return e.revert(rec, fmt.Sprintf("slot %s: %v", u.Release.Slot, err))
 	}
 	return e.commit(rec)
 }
@@ -398,9 +399,9 @@ func (e *Engine) commit(rec journal.Record) error {
 	return nil
 }
 
-// revert arms the fallback to the slot the update started from and reboots
-// into it.
-func (e *Engine) revert(ctx context.Context, rec journal.Record, reason string) error {
+// revert arms the fallback to the slot the update started from; the run
+// loop then reboots into it.
+func (e *Engine) revert(rec journal.Record, reason string) error {
 	u := rec.Update
 	e.log.Warn("reverting", "release", u.Release.Name, "reason", reason)
 	if err := e.editBootState(func(s slot.State) slot.State {
@@ -416,8 +417,8 @@ func (e *Engine) revert(ctx context.Context, rec journal.Record, reason string) 
 	if err := e.save(rec); err != nil {
 		return err
 	}
-	e.report(rec, rec.Update, transport.StateRebooting, reason, 0, 0)
-	return e.reboot(ctx, rec)
+	e.report(rec, u, transport.StateRebooting, reason, 0, 0)
+	return nil
 }
 
 // rolledBack records that the device runs the old slot again.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/graft-dev/graft/agent/atomicfile"
 	"github.com/graft-dev/graft/agent/bootenv"
+	"github.com/graft-dev/graft/agent/daemon"
 	"github.com/graft-dev/graft/agent/slot"
 	"github.com/graft-dev/graft/boards"
 )
@@ -89,12 +90,7 @@ func Provision(dir string, def boards.Board, slotSize int64, factory []byte) (*B
 // Open attaches to a provisioned simulated device. def must already be
 // resolved against dir.
 func Open(dir string, def boards.Board) (*Board, error) {
-	bl := def.Bootloader
-	var locs []bootenv.FWLocation
-	for _, l := range bl.FWEnv {
-		locs = append(locs, bootenv.FWLocation{Device: l.Device, Offset: l.Offset, Size: l.Size, SectorSize: l.SectorSize})
-	}
-	env, err := bootenv.NewUBoot(locs...)
+	env, err := daemon.OpenEnv(def)
 	if err != nil {
 		return nil, fmt.Errorf("simboard: %w", err)
 	}

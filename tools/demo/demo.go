@@ -416,7 +416,7 @@ targets_url = %s/targets
 [health]
 timeout = 20s
 checks = broker, tuf
-check = exec:grep -q selftest=pass "$GRAFT_SLOT_DEVICE"
+checks = exec:grep -q selftest=pass "$GRAFT_SLOT_DEVICE"
 
 [log]
 level = info
