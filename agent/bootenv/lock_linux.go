@@ -8,12 +8,14 @@ import (
 
 // lockFile takes an exclusive flock on path (created if missing, as
 // libubootenv does) and returns the function that releases it. An empty
-// path takes no lock.
+// path takes no lock. The file is opened read-only: flock does not need
+// write access, so a lock file that root's fw_setenv created still works
+// for an unprivileged process.
 func lockFile(path string) (unlock func(), err error) {
 	if path == "" {
 		return func() {}, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o666)
 	if err != nil {
 		return nil, fmt.Errorf("bootenv: lock: %w", err)
 	}

@@ -41,6 +41,9 @@ type Summary struct {
 	Boots    []string           // the slot of every boot, in order
 	Final    transport.Status   // the last status
 	Duration time.Duration
+	// WorkDir is the work directory when Options.Keep is set: the device's
+	// data directory is WorkDir/device.
+	WorkDir string
 }
 
 const device = "sim-0001"
@@ -58,6 +61,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	d.work = work
 	if o.Keep {
+		d.sum.WorkDir = work
 		d.say("work directory: %s (kept)", work)
 	} else {
 		defer os.RemoveAll(work)
@@ -204,6 +208,18 @@ func (d *demo) run(ctx context.Context) error {
 		return fmt.Errorf("v3 ended %s, want rolled-back: %s", st.State, st.Reason)
 	}
 	d.sum.Final = st
+	d.say("the fleet's view:")
+	out, err := d.fleet(ctx, "status", "--broker", d.mqttURL, "--wait", "500ms")
+	if err != nil {
+		return err
+	}
+	d.out.Write(out)
+	d.say("the device's view (graft-agent status):")
+	out, err = exec.CommandContext(ctx, d.bin("graft-agent"), "status", "--config", conf).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("graft-agent status: %w: %s", err, out)
+	}
+	d.out.Write(out)
 	return nil
 }
 
