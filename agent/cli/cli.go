@@ -185,4 +185,3 @@ func splitAssign(s string) (string, string, bool) {
 	name, value, ok := strings.Cut(s, "=")
 	return name, value, ok && name != ""
 }
-

@@ -59,7 +59,7 @@ type Device struct {
 	// the engine stops at "reboot pending".
 	NoReboot bool
 	Logger   *slog.Logger
-	lock    *os.File
+	lock     *os.File
 }
 
 // Paths inside the data directory.

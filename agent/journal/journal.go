@@ -72,8 +72,8 @@ type Outcome struct {
 
 // Record is the whole state of the agent.
 type Record struct {
-	Schema    int      `json:"schema"`
-	Installed Release  `json:"installed"`
+	Schema    int     `json:"schema"`
+	Installed Release `json:"installed"`
 	// RolledBack is the highest sequence this device tried and rolled back;
 	// releases at or below it are not tried again.
 	RolledBack uint64   `json:"rolled_back,omitempty"`

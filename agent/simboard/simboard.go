@@ -188,4 +188,3 @@ func (b *Board) Run(ctx context.Context, maxBoots int, start func(ctx context.Co
 
 // Path returns a path inside the board's directory.
 func (b *Board) Path(name string) string { return filepath.Join(b.Dir, name) }
-
