@@ -258,6 +258,11 @@ func (e *Engine) download(ctx context.Context, rec journal.Record) error {
 	if err != nil {
 		return err
 	}
+	// The metadata may be stale (an agent restart in the middle of the
+	// download): refresh before trusting the target's length and hashes.
+	if err := e.o.Source.Refresh(ctx); err != nil {
+		return fmt.Errorf("TUF refresh: %w", err)
+	}
 	if u.Staging == "" {
 		u.Staging = filepath.Join(e.o.StagingDir, stagingName(u.Release.Name, img.Target))
 		u.Offset = 0

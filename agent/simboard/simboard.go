@@ -1,11 +1,14 @@
 package simboard
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/graft-dev/graft/agent/atomicfile"
@@ -98,6 +101,9 @@ func Open(dir string, def boards.Board) (*Board, error) {
 }
 
 func writeSlot(path string, content []byte, size int64) error {
+	if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeDevice != 0 {
+		return nil // a device node stands in for a slot: leave it alone
+	}
 	if int64(len(content)) > size {
 		return fmt.Errorf("simboard: image of %d bytes does not fit a %d-byte slot", len(content), size)
 	}
@@ -188,3 +194,31 @@ func (b *Board) Run(ctx context.Context, maxBoots int, start func(ctx context.Co
 
 // Path returns a path inside the board's directory.
 func (b *Board) Path(name string) string { return filepath.Join(b.Dir, name) }
+
+// Machine is the simulated board as the update engine sees it, for tests
+// that run the engine in their own process: Reboot runs the bootloader
+// step and returns, and the test plays the restarted agent by calling the
+// engine's Resume.
+type Machine struct {
+	Board   *Board
+	Reboots int
+}
+
+// Booted returns the slot of the current boot; the boot number is its ID.
+func (m *Machine) Booted() (string, string, error) {
+	s, err := m.Board.Booted()
+	return s, strconv.Itoa(m.Board.Boots), err
+}
+
+// Reboot boots the board again.
+func (m *Machine) Reboot(context.Context) error {
+	m.Reboots++
+	_, err := m.Board.Boot()
+	return err
+}
+
+// Mountinfo returns this process's real mount table.
+func (m *Machine) Mountinfo() (io.Reader, error) {
+	f, err := os.ReadFile("/proc/self/mountinfo")
+	return bytes.NewReader(f), err
+}

@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/graft-dev/graft/tuf/repo"
+)
+
+func repoInitCmd() command {
+	return command{
+		name:    "repo init",
+		summary: "create a TUF repository (keys, signed metadata) in a new directory",
+		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
+			dir := fs.String("dir", "", "repository `DIR` to create (required)")
+			thresholds := newRoleInts()
+			fs.Var(thresholds, "threshold", "signature threshold as `role=N` (repeatable; roles root, targets, snapshot, timestamp)")
+			keys := newRoleInts()
+			fs.Var(keys, "keys", "number of keys as `role=N` (repeatable; at least the threshold)")
+			expiry := newRoleDurations()
+			fs.Var(expiry, "expiry", "metadata lifetime as `role=DURATION`, e.g. timestamp=24h (repeatable)")
+			consistent := fs.Bool("consistent-snapshot", true, "publish consistent snapshots (hash-prefixed targets, version-prefixed metadata)")
+			asJSON := fs.Bool("json", false, "print the result as JSON")
+			return func(ctx context.Context, args []string) error {
+				if err := wantArgs(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				if err := requireFlag("dir", *dir); err != nil {
+					return err
+				}
+				r, err := repo.Create(*dir, repo.Options{
+					Thresholds:         thresholds.m,
+					Keys:               keys.m,
+					Expiry:             expiry.m,
+					ConsistentSnapshot: *consistent,
+					Now:                e.now,
+				})
+				if errors.Is(err, repo.ErrInvalidOption) {
+					return usagef("%v", err)
+				}
+				if err != nil {
+					return err
+				}
+				// The latest root; devices are provisioned with it.
+				root := filepath.Join(r.MetadataDir(), "root.json")
+				if *asJSON {
+					return writeJSON(e.stdout, map[string]string{
+						"dir": *dir, "metadata": r.MetadataDir(), "targets": r.TargetsDir(), "root": root,
+					})
+				}
+				_, err = fmt.Fprintf(e.stdout, "created repository %s\nroot %s\n", *dir, root)
+				return err
+			}
+		},
+	}
+}
+
+func repoAddTargetCmd() command {
+	return command{
+		name:    "repo add-target",
+		args:    "NAME FILE",
+		summary: "add FILE to the repository as target NAME (run repo publish to sign)",
+		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
+			dir := fs.String("dir", "", "repository `DIR` (required)")
+			asJSON := fs.Bool("json", false, "print the result as JSON")
+			return func(ctx context.Context, args []string) error {
+				if err := wantArgs(args, 2, "NAME FILE"); err != nil {
+					return err
+				}
+				if err := requireFlag("dir", *dir); err != nil {
+					return err
+				}
+				r, err := repo.Open(*dir)
+				if err != nil {
+					return err
+				}
+				f, err := os.Open(args[1])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				t, err := r.AddTarget(args[0], f, nil)
+				if err != nil {
+					return err
+				}
+				if *asJSON {
+					return writeJSON(e.stdout, targetJSON(t))
+				}
+				_, err = fmt.Fprintf(e.stdout, "added %s\n", describeTarget(t))
+				return err
+			}
+		},
+	}
+}
+
+func repoPublishCmd() command {
+	return command{
+		name:    "repo publish",
+		summary: "sign and write new targets, snapshot and timestamp metadata",
+		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
+			dir := fs.String("dir", "", "repository `DIR` (required)")
+			return func(ctx context.Context, args []string) error {
+				if err := wantArgs(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				if err := requireFlag("dir", *dir); err != nil {
+					return err
+				}
+				r, err := repo.Open(*dir)
+				if err != nil {
+					return err
+				}
+				if err := r.Publish(); err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(e.stdout, "published %s\n", *dir)
+				return err
+			}
+		},
+	}
+}
+
+func repoTimestampCmd() command {
+	return command{
+		name:    "repo timestamp",
+		summary: "re-sign the timestamp metadata with a fresh expiry (run before it expires)",
+		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
+			dir := fs.String("dir", "", "repository `DIR` (required)")
+			return func(ctx context.Context, args []string) error {
+				if err := wantArgs(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				if err := requireFlag("dir", *dir); err != nil {
+					return err
+				}
+				r, err := repo.Open(*dir)
+				if err != nil {
+					return err
+				}
+				if err := r.RefreshTimestamp(); err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(e.stdout, "timestamp refreshed %s\n", *dir)
+				return err
+			}
+		},
+	}
+}
+
+func repoRootCmd() command {
+	return command{
+		name:    "repo root",
+		summary: "print the trusted root metadata devices are provisioned with, or write it to a file",
+		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
+			dir := fs.String("dir", "", "repository `DIR` (required)")
+			out := fs.String("out", "", "write the root to `FILE` instead of stdout")
+			return func(ctx context.Context, args []string) error {
+				if err := wantArgs(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				if err := requireFlag("dir", *dir); err != nil {
+					return err
+				}
+				r, err := repo.Open(*dir)
+				if err != nil {
+					return err
+				}
+				root, err := r.Root()
+				if err != nil {
+					return err
+				}
+				if *out != "" {
+					if err := os.WriteFile(*out, root, 0o644); err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(e.stdout, "root %s\n", *out)
+					return err
+				}
+				_, err = e.stdout.Write(root)
+				return err
+			}
+		},
+	}
+}

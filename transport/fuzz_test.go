@@ -1,0 +1,51 @@
+package transport
+
+import (
+	"bytes"
+	"testing"
+)
+
+// The seed corpora live in testdata/fuzz/<Target>; they run in plain
+// `go test`. Invariants: decoding never panics, and whatever decodes
+// re-encodes to bytes that decode to the same value and re-encode to the
+// same bytes (deterministic encoding).
+
+func FuzzDecodeNotice(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := DecodeNotice(data)
+		if err != nil {
+			return
+		}
+		b, err := EncodeNotice(n)
+		if err != nil {
+			t.Fatalf("decoded %+v but cannot re-encode: %v", n, err)
+		}
+		n2, err := DecodeNotice(b)
+		if err != nil || n2 != n {
+			t.Fatalf("re-decode %+v, %v; want %+v", n2, err, n)
+		}
+		if b2, _ := EncodeNotice(n2); !bytes.Equal(b, b2) {
+			t.Fatalf("encoding not deterministic: %x then %x", b, b2)
+		}
+	})
+}
+
+func FuzzDecodeStatus(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := DecodeStatus(data)
+		if err != nil {
+			return
+		}
+		b, err := EncodeStatus(s)
+		if err != nil {
+			t.Fatalf("decoded %+v but cannot re-encode: %v", s, err)
+		}
+		s2, err := DecodeStatus(b)
+		if err != nil || s2 != s {
+			t.Fatalf("re-decode %+v, %v; want %+v", s2, err, s)
+		}
+		if b2, _ := EncodeStatus(s2); !bytes.Equal(b, b2) {
+			t.Fatalf("encoding not deterministic: %x then %x", b, b2)
+		}
+	})
+}

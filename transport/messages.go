@@ -1,0 +1,279 @@
+package transport
+
+import (
+	"fmt"
+	"unicode/utf8"
+)
+
+// Notice tells a device that a release is available. It is a hint only:
+// everything installed is verified through TUF, so a forged or replayed
+// notice can at worst make a device look for an update.
+type Notice struct {
+	Release  string `cbor:"1,keyasint"`           // release name, e.g. "v2"
+	Manifest string `cbor:"2,keyasint"`           // TUF target name of the manifest, e.g. "releases/v2/manifest.cbor"
+	Sequence uint64 `cbor:"3,keyasint,omitempty"` // hint for logs only
+	Time     int64  `cbor:"4,keyasint,omitempty"` // unix ms when sent
+}
+
+// State is a device's position in the update lifecycle, as reported in a
+// Status.
+type State string
+
+// The states a device reports.
+const (
+	StateIdle        State = "idle"
+	StateDownloading State = "downloading"
+	StateInstalling  State = "installing"
+	StateRebooting   State = "rebooting"
+	StateVerifying   State = "verifying"
+	StateCommitted   State = "committed"
+	StateRolledBack  State = "rolled-back"
+	StateFailed      State = "failed"
+	StateRefused     State = "refused"
+)
+
+// Valid reports whether s is one of the states of this contract.
+func (s State) Valid() bool {
+	switch s {
+	case StateIdle, StateDownloading, StateInstalling, StateRebooting, StateVerifying,
+		StateCommitted, StateRolledBack, StateFailed, StateRefused:
+		return true
+	}
+	return false
+}
+
+// Values of Status.Path.
+const (
+	PathAB   = "ab"
+	PathLive = "live"
+)
+
+// Status is one event in a device's update lifecycle. Devices publish it
+// retained, so the topic always holds the latest; the fleet de-duplicates
+// redeliveries on EventID.
+type Status struct {
+	EventID      string `cbor:"1,keyasint"`            // unique per event; the fleet de-duplicates on it
+	Device       string `cbor:"2,keyasint"`            // device ID
+	Time         int64  `cbor:"3,keyasint,omitempty"`  // unix ms
+	State        State  `cbor:"4,keyasint"`            // lifecycle state
+	Release      string `cbor:"5,keyasint,omitempty"`  // release concerned
+	Sequence     uint64 `cbor:"6,keyasint,omitempty"`  // manifest sequence
+	Path         string `cbor:"7,keyasint,omitempty"`  // PathAB, PathLive or ""
+	Reason       string `cbor:"8,keyasint,omitempty"`  // why (refusal, failure, rollback reason, path choice)
+	Slot         string `cbor:"9,keyasint,omitempty"`  // booted slot
+	Done         int64  `cbor:"10,keyasint,omitempty"` // download/install progress bytes
+	Total        int64  `cbor:"11,keyasint,omitempty"` // bytes expected
+	AgentVersion string `cbor:"12,keyasint,omitempty"` // agent build
+	Installed    string `cbor:"13,keyasint,omitempty"` // release running now
+}
+
+// Telemetry is a device's periodic health and inventory report.
+type Telemetry struct {
+	Device       string `cbor:"1,keyasint"`           // device ID
+	Time         int64  `cbor:"2,keyasint,omitempty"` // unix ms
+	Uptime       int64  `cbor:"3,keyasint,omitempty"` // seconds since boot
+	Slot         string `cbor:"4,keyasint,omitempty"` // booted slot
+	Installed    string `cbor:"5,keyasint,omitempty"` // release running now
+	AgentVersion string `cbor:"6,keyasint,omitempty"` // agent build
+}
+
+// Text field limits, in bytes.
+const (
+	maxName   = 128  // release names, event IDs, slots, versions
+	maxTarget = 1024 // TUF target names
+	maxReason = 4096 // free text
+)
+
+// checkText refuses empty required fields, over-long text and control
+// characters (which would corrupt logs and terminals on the fleet side).
+func checkText(field, s string, required bool, limit int) error {
+	return checkTextAllow(field, s, required, limit, false)
+}
+
+// checkTextAllow is checkText that may also allow newlines and tabs
+// (free text such as a reason made from a joined error).
+func checkTextAllow(field, s string, required bool, limit int, multiline bool) error {
+	if s == "" {
+		if required {
+			return fmt.Errorf("%w: %s is missing", ErrMalformed, field)
+		}
+		return nil
+	}
+	if len(s) > limit {
+		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrMalformed, field, len(s), limit)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: %s is not UTF-8", ErrMalformed, field)
+	}
+	for _, r := range s {
+		if multiline && (r == '\n' || r == '\t') {
+			continue
+		}
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: %s holds control character %#x", ErrMalformed, field, r)
+		}
+	}
+	return nil
+}
+
+func checkDevice(s string) error {
+	if err := ValidID(s); err != nil {
+		return fmt.Errorf("%w: device: %w", ErrMalformed, err)
+	}
+	return nil
+}
+
+func checkNonNegative(field string, v int64) error {
+	if v < 0 {
+		return fmt.Errorf("%w: %s is negative (%d)", ErrMalformed, field, v)
+	}
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Check reports whether n is a notice this contract accepts.
+func (n Notice) Check() error {
+	return firstErr(
+		checkText("release", n.Release, true, maxName),
+		checkText("manifest", n.Manifest, true, maxTarget),
+		checkNonNegative("time", n.Time),
+	)
+}
+
+// Check reports whether s is a status this contract accepts.
+func (s Status) Check() error {
+	if err := firstErr(
+		checkText("event ID", s.EventID, true, maxName),
+		checkDevice(s.Device),
+		checkNonNegative("time", s.Time),
+		checkText("release", s.Release, false, maxName),
+		checkTextAllow("reason", s.Reason, false, maxReason, true),
+		checkText("slot", s.Slot, false, maxName),
+		checkNonNegative("done", s.Done),
+		checkNonNegative("total", s.Total),
+		checkText("agent version", s.AgentVersion, false, maxName),
+		checkText("installed", s.Installed, false, maxName),
+	); err != nil {
+		return err
+	}
+	if !s.State.Valid() {
+		return fmt.Errorf("%w: state %q is not a known state", ErrMalformed, s.State)
+	}
+	switch s.Path {
+	case "", PathAB, PathLive:
+	default:
+		return fmt.Errorf("%w: path %q is not %q, %q or empty", ErrMalformed, s.Path, PathAB, PathLive)
+	}
+	return nil
+}
+
+// Check reports whether t is telemetry this contract accepts.
+func (t Telemetry) Check() error {
+	return firstErr(
+		checkDevice(t.Device),
+		checkNonNegative("time", t.Time),
+		checkNonNegative("uptime", t.Uptime),
+		checkText("slot", t.Slot, false, maxName),
+		checkText("installed", t.Installed, false, maxName),
+		checkText("agent version", t.AgentVersion, false, maxName),
+	)
+}
+
+// EncodeNotice checks n and encodes it deterministically.
+func EncodeNotice(n Notice) ([]byte, error) {
+	if err := n.Check(); err != nil {
+		return nil, fmt.Errorf("encode notice: %w", err)
+	}
+	return encode(n)
+}
+
+// DecodeNotice strictly decodes and checks a notice.
+func DecodeNotice(data []byte) (Notice, error) {
+	var n Notice
+	if err := decodeMap(data, keyIn(1, 4), &n); err != nil {
+		return Notice{}, fmt.Errorf("decode notice: %w", err)
+	}
+	if err := n.Check(); err != nil {
+		return Notice{}, fmt.Errorf("decode notice: %w", err)
+	}
+	return n, nil
+}
+
+// EncodeStatus checks s and encodes it deterministically.
+func EncodeStatus(s Status) ([]byte, error) {
+	if err := s.Check(); err != nil {
+		return nil, fmt.Errorf("encode status: %w", err)
+	}
+	return encode(s)
+}
+
+// DecodeStatus strictly decodes and checks a status.
+func DecodeStatus(data []byte) (Status, error) {
+	var s Status
+	if err := decodeMap(data, keyIn(1, 13), &s); err != nil {
+		return Status{}, fmt.Errorf("decode status: %w", err)
+	}
+	if err := s.Check(); err != nil {
+		return Status{}, fmt.Errorf("decode status: %w", err)
+	}
+	return s, nil
+}
+
+// EncodeTelemetry checks t and encodes it deterministically.
+func EncodeTelemetry(t Telemetry) ([]byte, error) {
+	if err := t.Check(); err != nil {
+		return nil, fmt.Errorf("encode telemetry: %w", err)
+	}
+	return encode(t)
+}
+
+// DecodeTelemetry strictly decodes and checks telemetry.
+func DecodeTelemetry(data []byte) (Telemetry, error) {
+	var t Telemetry
+	if err := decodeMap(data, keyIn(1, 6), &t); err != nil {
+		return Telemetry{}, fmt.Errorf("decode telemetry: %w", err)
+	}
+	if err := t.Check(); err != nil {
+		return Telemetry{}, fmt.Errorf("decode telemetry: %w", err)
+	}
+	return t, nil
+}
+
+// CBOR simple values false and true: the whole online payload.
+const (
+	cborFalse = 0xf4
+	cborTrue  = 0xf5
+)
+
+// EncodeOnline encodes the online flag as a one-byte CBOR bool.
+func EncodeOnline(online bool) []byte {
+	if online {
+		return []byte{cborTrue}
+	}
+	return []byte{cborFalse}
+}
+
+// DecodeOnline decodes the online flag; anything but a lone CBOR bool is
+// refused.
+func DecodeOnline(data []byte) (bool, error) {
+	if len(data) > MaxPayload {
+		return false, fmt.Errorf("decode online: %w: %d bytes", ErrTooLarge, len(data))
+	}
+	if len(data) == 1 {
+		switch data[0] {
+		case cborTrue:
+			return true, nil
+		case cborFalse:
+			return false, nil
+		}
+	}
+	return false, fmt.Errorf("decode online: %w: want a single CBOR bool, got %d bytes", ErrMalformed, len(data))
+}

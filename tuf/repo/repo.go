@@ -1,0 +1,348 @@
+package repo
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/graft-dev/graft/tuf/internal/atomicfs"
+)
+
+// roles are the top-level TUF roles, in signing order.
+var roles = []string{metadata.ROOT, metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP}
+
+const day = 24 * time.Hour
+
+// DefaultExpiry is the validity of each role's metadata when Options.Expiry
+// does not say.
+var DefaultExpiry = map[string]time.Duration{
+	metadata.ROOT:      365 * day,
+	metadata.TARGETS:   90 * day,
+	metadata.SNAPSHOT:  7 * day,
+	metadata.TIMESTAMP: 1 * day,
+}
+
+// maxKeys bounds Options.Keys, a guard against typos.
+const maxKeys = 16
+
+// Options configure Create. Zero values take the defaults.
+type Options struct {
+	// Thresholds maps role → signatures required; default 1 each.
+	Thresholds map[string]int
+	// Keys maps role → keys to generate; default the threshold. Must be at
+	// least the threshold.
+	Keys map[string]int
+	// Expiry maps role → validity of its metadata from the moment it is
+	// signed; defaults in DefaultExpiry (root 365d, targets 90d, snapshot
+	// 7d, timestamp 1d).
+	Expiry map[string]time.Duration
+	// ConsistentSnapshot makes the repository write N.snapshot.json,
+	// N.targets.json and hash-prefixed target files, so it can be updated
+	// while devices read it (and cached forever by a CDN). The zero value
+	// (false) gives a plain repository; graft-fleet passes true, and it is
+	// the recommended setting for anything served over the network.
+	ConsistentSnapshot bool
+	// Now is the clock for expiry dates (tests create expired metadata
+	// with it); nil means time.Now.
+	Now func() time.Time
+}
+
+// settings is repo.json: what Open needs that root.json does not say.
+type settings struct {
+	Expiry map[string]string `json:"expiry"` // role → time.Duration string
+}
+
+// Repo is an open repository directory. It is not safe for concurrent use,
+// and two Repos must not work on one directory at the same time.
+type Repo struct {
+	dir       string
+	now       func() time.Time
+	expiry    map[string]time.Duration
+	keys      map[string][]roleKey
+	root      *metadata.Metadata[metadata.RootType]
+	targets   *metadata.Metadata[metadata.TargetsType]
+	snapshot  *metadata.Metadata[metadata.SnapshotType]
+	timestamp *metadata.Metadata[metadata.TimestampType]
+}
+
+func (o Options) validate() error {
+	for _, m := range []struct {
+		name string
+		keys []string
+	}{
+		{"Thresholds", mapKeys(o.Thresholds)},
+		{"Keys", mapKeys(o.Keys)},
+		{"Expiry", mapKeys(o.Expiry)},
+	} {
+		for _, k := range m.keys {
+			if !slices.Contains(roles, k) {
+				return &OptionError{Option: fmt.Sprintf("%s[%q]", m.name, k), Reason: "not a top-level role (root, targets, snapshot, timestamp)"}
+			}
+		}
+	}
+	for _, role := range roles {
+		t, ok := o.Thresholds[role]
+		if ok && t < 1 {
+			return &OptionError{Option: fmt.Sprintf("Thresholds[%q]", role), Reason: fmt.Sprintf("%d, must be at least 1", t)}
+		}
+		if !ok {
+			t = 1
+		}
+		if n, ok := o.Keys[role]; ok && (n < t || n > maxKeys) {
+			return &OptionError{Option: fmt.Sprintf("Keys[%q]", role), Reason: fmt.Sprintf("%d, must be between the threshold %d and %d", n, t, maxKeys)}
+		}
+		if d, ok := o.Expiry[role]; ok && d < time.Second {
+			return &OptionError{Option: fmt.Sprintf("Expiry[%q]", role), Reason: fmt.Sprintf("%v, must be at least 1s", d)}
+		}
+	}
+	return nil
+}
+
+func mapKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Create makes a new repository in dir (created if missing; it must not
+// hold keys or metadata yet): generates ed25519 keys into dir/keys
+// (<role>-<n>.json, mode 0600), writes version 1 of root, targets (empty),
+// snapshot and timestamp into dir/metadata, and an empty dir/targets.
+func Create(dir string, opts Options) (*Repo, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	for _, p := range []string{"keys", "metadata"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
+			return nil, fmt.Errorf("repo: %s: %w", dir, ErrExists)
+		}
+	}
+	for _, d := range []struct {
+		p    string
+		mode os.FileMode
+	}{{"", 0o755}, {"keys", 0o700}, {"metadata", 0o755}, {"targets", 0o755}} {
+		if err := os.MkdirAll(filepath.Join(dir, d.p), d.mode); err != nil {
+			return nil, fmt.Errorf("repo: %w", err)
+		}
+	}
+	r := &Repo{dir: dir, now: opts.Now, expiry: map[string]time.Duration{}, keys: map[string][]roleKey{}}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	for _, role := range roles {
+		r.expiry[role] = DefaultExpiry[role]
+		if d, ok := opts.Expiry[role]; ok {
+			r.expiry[role] = d
+		}
+	}
+
+	r.root = metadata.Root(r.expires(metadata.ROOT))
+	r.root.Signed.ConsistentSnapshot = opts.ConsistentSnapshot
+	for _, role := range roles {
+		t := opts.Thresholds[role]
+		if t == 0 {
+			t = 1
+		}
+		n := opts.Keys[role]
+		if n == 0 {
+			n = t
+		}
+		r.root.Signed.Roles[role].Threshold = t
+		for i := 1; i <= n; i++ {
+			k, err := newKey(keyPath(dir, role, i))
+			if err != nil {
+				return nil, err
+			}
+			if err := r.root.Signed.AddKey(k.pub, role); err != nil {
+				return nil, fmt.Errorf("repo: %w", err)
+			}
+			r.keys[role] = append(r.keys[role], k)
+		}
+	}
+	if err := sign(r, metadata.ROOT, r.root); err != nil {
+		return nil, err
+	}
+	r.targets = metadata.Targets(r.expires(metadata.TARGETS))
+	if err := sign(r, metadata.TARGETS, r.targets); err != nil {
+		return nil, err
+	}
+	r.snapshot = metadata.Snapshot(r.expires(metadata.SNAPSHOT))
+	if err := sign(r, metadata.SNAPSHOT, r.snapshot); err != nil {
+		return nil, err
+	}
+	r.timestamp = metadata.Timestamp(r.expires(metadata.TIMESTAMP))
+	if err := sign(r, metadata.TIMESTAMP, r.timestamp); err != nil {
+		return nil, err
+	}
+	if err := r.writeRoot(); err != nil {
+		return nil, err
+	}
+	if err := r.writeTopLevel(); err != nil {
+		return nil, err
+	}
+	if err := r.saveSettings(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Open loads the repository in dir. It refuses key files (and a keys
+// directory) open to group or others with ErrKeyPermissions, and key files
+// that root.json does not authorize with ErrKey.
+func Open(dir string) (*Repo, error) {
+	r := &Repo{dir: dir, now: time.Now, expiry: map[string]time.Duration{}}
+	var err error
+	md := r.MetadataDir()
+	if r.root, err = metadata.Root().FromFile(filepath.Join(md, "root.json")); err != nil {
+		return nil, fmt.Errorf("repo: open %s: %w", dir, err)
+	}
+	if r.targets, err = metadata.Targets().FromFile(filepath.Join(md, "targets.json")); err != nil {
+		return nil, fmt.Errorf("repo: open %s: %w", dir, err)
+	}
+	if r.snapshot, err = metadata.Snapshot().FromFile(filepath.Join(md, "snapshot.json")); err != nil {
+		return nil, fmt.Errorf("repo: open %s: %w", dir, err)
+	}
+	if r.timestamp, err = metadata.Timestamp().FromFile(filepath.Join(md, "timestamp.json")); err != nil {
+		return nil, fmt.Errorf("repo: open %s: %w", dir, err)
+	}
+	if r.keys, err = loadKeys(dir, r.root); err != nil {
+		return nil, err
+	}
+	for _, role := range roles {
+		r.expiry[role] = DefaultExpiry[role]
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "repo.json"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("repo: %w", err)
+	}
+	if err == nil {
+		var s settings
+		if err := json.Unmarshal(data, &s); err != nil {
+			return nil, fmt.Errorf("repo: repo.json: %w", err)
+		}
+		for role, v := range s.Expiry {
+			d, err := time.ParseDuration(v)
+			if err != nil || !slices.Contains(roles, role) {
+				return nil, fmt.Errorf("repo: repo.json: expiry %q = %q is not a role and a duration", role, v)
+			}
+			r.expiry[role] = d
+		}
+	}
+	return r, nil
+}
+
+// Root returns the current root.json bytes: what devices are provisioned
+// with (tuf.Init).
+func (r *Repo) Root() ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(r.MetadataDir(), "root.json"))
+	if err != nil {
+		return nil, fmt.Errorf("repo: %w", err)
+	}
+	return b, nil
+}
+
+// MetadataDir is the directory to serve as the devices' metadata URL.
+func (r *Repo) MetadataDir() string { return filepath.Join(r.dir, "metadata") }
+
+// TargetsDir is the directory to serve as the devices' targets URL.
+func (r *Repo) TargetsDir() string { return filepath.Join(r.dir, "targets") }
+
+// SetExpiry changes the validity of role's metadata. It applies to the
+// next Publish or RefreshTimestamp, which also record it in repo.json.
+// Root is only re-signed by Create today, so a root expiry set here is
+// kept for a future root rotation. Unknown roles and durations under a
+// second are ignored.
+func (r *Repo) SetExpiry(role string, d time.Duration) {
+	if slices.Contains(roles, role) && d >= time.Second {
+		r.expiry[role] = d
+	}
+}
+
+func (r *Repo) expires(role string) time.Time {
+	return r.now().UTC().Add(r.expiry[role]).Truncate(time.Second)
+}
+
+func (r *Repo) saveSettings() error {
+	s := settings{Expiry: map[string]string{}}
+	for role, d := range r.expiry {
+		s.Expiry[role] = d.String()
+	}
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("repo: %w", err)
+	}
+	return atomicfs.WriteFile(filepath.Join(r.dir, "repo.json"), append(data, '\n'), 0o644)
+}
+
+// sign replaces m's signatures with those of every key of role that Repo
+// holds, then checks them against root's threshold for the role.
+func sign[T metadata.Roles](r *Repo, role string, m *metadata.Metadata[T]) error {
+	m.ClearSignatures()
+	for _, k := range r.keys[role] {
+		if _, err := m.Sign(k.signer); err != nil {
+			return fmt.Errorf("repo: sign %s: %w", role, err)
+		}
+	}
+	if err := r.root.VerifyDelegate(role, m); err != nil {
+		return fmt.Errorf("repo: sign %s: %w: %d usable keys, threshold %d: %w",
+			role, ErrKey, len(r.keys[role]), r.root.Signed.Roles[role].Threshold, err)
+	}
+	return nil
+}
+
+func writeMeta[T metadata.Roles](path string, m *metadata.Metadata[T]) error {
+	data, err := m.ToBytes(false)
+	if err != nil {
+		return fmt.Errorf("repo: %w", err)
+	}
+	if err := atomicfs.WriteFile(path, data, 0o644); err != nil {
+		return fmt.Errorf("repo: %w", err)
+	}
+	return nil
+}
+
+// writeRoot writes N.root.json (the chain devices walk) and root.json.
+func (r *Repo) writeRoot() error {
+	md := r.MetadataDir()
+	v := strconv.FormatInt(r.root.Signed.Version, 10)
+	if err := writeMeta(filepath.Join(md, v+".root.json"), r.root); err != nil {
+		return err
+	}
+	return writeMeta(filepath.Join(md, "root.json"), r.root)
+}
+
+// writeTopLevel writes targets, then snapshot, then timestamp: a device
+// that reads the new timestamp finds everything it points to.
+func (r *Repo) writeTopLevel() error {
+	md := r.MetadataDir()
+	if r.root.Signed.ConsistentSnapshot {
+		v := strconv.FormatInt(r.targets.Signed.Version, 10)
+		if err := writeMeta(filepath.Join(md, v+".targets.json"), r.targets); err != nil {
+			return err
+		}
+	}
+	if err := writeMeta(filepath.Join(md, "targets.json"), r.targets); err != nil {
+		return err
+	}
+	if r.root.Signed.ConsistentSnapshot {
+		v := strconv.FormatInt(r.snapshot.Signed.Version, 10)
+		if err := writeMeta(filepath.Join(md, v+".snapshot.json"), r.snapshot); err != nil {
+			return err
+		}
+	}
+	if err := writeMeta(filepath.Join(md, "snapshot.json"), r.snapshot); err != nil {
+		return err
+	}
+	return writeMeta(filepath.Join(md, "timestamp.json"), r.timestamp)
+}
