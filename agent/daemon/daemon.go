@@ -211,8 +211,9 @@ func (operatorReboot) Reboot(context.Context) error { return nil }
 
 // Hooks let tests observe the daemon from inside.
 type Hooks struct {
-	// OnJournal runs after every durable journal save.
-	OnJournal func(journal.Record)
+	// BeforeJournal and OnJournal run before and after every durable
+	// journal save.
+	BeforeJournal, OnJournal func(journal.Record)
 }
 
 // Run is `graft-agent run`: it resumes what the journal holds, then
@@ -224,7 +225,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		return err
 	}
 	defer d.Close()
-	d.Journal.OnSave = hooks.OnJournal
+	d.Journal.BeforeSave, d.Journal.OnSave = hooks.BeforeJournal, hooks.OnJournal
 	if err := d.OpenTUF(""); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -322,6 +323,13 @@ func (e *Engine) install(ctx context.Context, rec journal.Record) error {
 	}
 	e.report(rec, u, transport.StateInstalling, "", 0, int64(img.Size))
 	f, err := os.Open(u.Staging)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The staged image is gone (cleaned up, or lost in a power cut
+		// before the step was journalled): fetch it again.
+		e.log.Warn("staged image missing; downloading again", "path", u.Staging)
+		u.Step, u.Staging, u.Offset = journal.StepPlanned, "", 0
+		return e.save(rec)
+	}
 	if err != nil {
 		return fmt.Errorf("staged image: %w", err)
 	}
@@ -334,9 +342,15 @@ func (e *Engine) install(ctx context.Context, rec journal.Record) error {
 	if err != nil {
 		return fmt.Errorf("install slot %s (%s): %w", u.Release.Slot, dev, err)
 	}
-	os.Remove(u.Staging)
+	// Journal first, then drop the staged copy: a cut in between leaves a
+	// stray file, never a step that needs a file that is gone.
+	staged := u.Staging
 	u.Step, u.Staging, u.Offset = journal.StepInstalled, "", 0
-	return e.save(rec)
+	if err := e.save(rec); err != nil {
+		return err
+	}
+	os.Remove(staged)
+	return nil
 }
 
 // switchSlot tells the bootloader to try the new slot once.

@@ -85,9 +85,9 @@ type Record struct {
 type Journal struct {
 	path string
 	rec  Record
-	// OnSave, when set, is called after every durable save. Tests use it
-	// to cut power at every step.
-	OnSave func(Record)
+	// BeforeSave and OnSave, when set, are called before and after every
+	// durable save. Tests use them to cut power at every step.
+	BeforeSave, OnSave func(Record)
 }
 
 // Open reads the journal at path; a missing file is an empty record.
@@ -132,6 +132,9 @@ func (j *Journal) Save(r Record) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
+	}
+	if j.BeforeSave != nil {
+		j.BeforeSave(r)
 	}
 	if err := os.MkdirAll(filepath.Dir(j.path), 0o700); err != nil {
 		return fmt.Errorf("journal: %w", err)
