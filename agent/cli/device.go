@@ -79,23 +79,29 @@ func view(d *daemon.Device) (statusView, error) {
 	return v, nil
 }
 
-func cmdStatus(_ context.Context, e env, args []string) error {
-	fs := flags(e, "status", "[--config FILE] [--json]")
+// viewCommand parses `--config FILE [--json]` and reads the device's view.
+func viewCommand(e env, name string, args []string) (statusView, bool, error) {
+	fs := flags(e, name, "[--config FILE] [--json]")
 	cfgPath := fs.String("config", defaultConfig, "agent config `file`")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parse(fs, args); err != nil {
-		return err
+		return statusView{}, false, err
 	}
 	d, err := openDevice(e, *cfgPath, false)
 	if err != nil {
-		return err
+		return statusView{}, false, err
 	}
 	defer d.Close()
 	v, err := view(d)
+	return v, *asJSON, err
+}
+
+func cmdStatus(_ context.Context, e env, args []string) error {
+	v, asJSON, err := viewCommand(e, "status", args)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		return printJSON(e.stdout, v)
 	}
 	w := e.stdout
@@ -120,22 +126,11 @@ func cmdStatus(_ context.Context, e env, args []string) error {
 }
 
 func cmdSlots(_ context.Context, e env, args []string) error {
-	fs := flags(e, "slots", "[--config FILE] [--json]")
-	cfgPath := fs.String("config", defaultConfig, "agent config `file`")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	d, err := openDevice(e, *cfgPath, false)
+	v, asJSON, err := viewCommand(e, "slots", args)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	v, err := view(d)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
+	if asJSON {
 		return printJSON(e.stdout, v.Slots)
 	}
 	fmt.Fprintf(e.stdout, "%-8s %-4s %-7s %-6s %s\n", "GROUP", "SLOT", "BOOTED", "LEFT", "DEVICE")

@@ -98,36 +98,21 @@ func repoAddTargetCmd() command {
 }
 
 func repoPublishCmd() command {
-	return command{
-		name:    "repo publish",
-		summary: "sign and write new targets, snapshot and timestamp metadata",
-		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
-			dir := fs.String("dir", "", "repository `DIR` (required)")
-			return func(ctx context.Context, args []string) error {
-				if err := wantArgs(args, 0, "no arguments"); err != nil {
-					return err
-				}
-				if err := requireFlag("dir", *dir); err != nil {
-					return err
-				}
-				r, err := repo.Open(*dir)
-				if err != nil {
-					return err
-				}
-				if err := r.Publish(); err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(e.stdout, "published %s\n", *dir)
-				return err
-			}
-		},
-	}
+	return repoAction("repo publish", "sign and write new targets, snapshot and timestamp metadata",
+		(*repo.Repo).Publish, "published")
 }
 
 func repoTimestampCmd() command {
+	return repoAction("repo timestamp", "re-sign the timestamp metadata with a fresh expiry (run before it expires)",
+		(*repo.Repo).RefreshTimestamp, "timestamp refreshed")
+}
+
+// repoAction is a repo command that opens the repository, does one thing
+// to it and says so.
+func repoAction(name, summary string, do func(*repo.Repo) error, done string) command {
 	return command{
-		name:    "repo timestamp",
-		summary: "re-sign the timestamp metadata with a fresh expiry (run before it expires)",
+		name:    name,
+		summary: summary,
 		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 			dir := fs.String("dir", "", "repository `DIR` (required)")
 			return func(ctx context.Context, args []string) error {
@@ -141,10 +126,10 @@ func repoTimestampCmd() command {
 				if err != nil {
 					return err
 				}
-				if err := r.RefreshTimestamp(); err != nil {
+				if err := do(r); err != nil {
 					return err
 				}
-				_, err = fmt.Fprintf(e.stdout, "timestamp refreshed %s\n", *dir)
+				_, err = fmt.Fprintf(e.stdout, "%s %s\n", done, *dir)
 				return err
 			}
 		},
