@@ -184,7 +184,7 @@ func (c *Client) Refresh(ctx context.Context) error {
 	}
 	c.top = up.GetTopLevelTargets()
 	c.consistent = trusted.Root.Signed.ConsistentSnapshot
-	c.log.Info("tuf: refreshed",
+	c.log.Debug("tuf: refreshed",
 		"root", trusted.Root.Signed.Version,
 		"timestamp", trusted.Timestamp.Signed.Version,
 		"snapshot", trusted.Snapshot.Signed.Version,

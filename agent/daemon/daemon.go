@@ -340,7 +340,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 			return nil
 		case n := <-notices:
 			pending = &n
-			logger.Info("release notice", "release", n.Release, "manifest", n.Manifest)
+			logger.Debug("release notice", "release", n.Release, "manifest", n.Manifest)
 			err = eng.Install(ctx, n)
 		case <-wait:
 			if pending != nil {

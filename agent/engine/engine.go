@@ -600,7 +600,7 @@ func (e *Engine) progress(rec journal.Record, state transport.State) func(done, 
 			return
 		}
 		last = tenth
-		e.log.Info(string(state), "release", rec.Update.Release.Name, "done", done, "total", total)
+		e.log.Debug(string(state), "release", rec.Update.Release.Name, "done", done, "total", total)
 		e.report(rec, rec.Update, state, "", done, total)
 	}
 }
