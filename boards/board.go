@@ -99,6 +99,20 @@ func (b Board) Group(name string) (SlotGroup, error) {
 	return SlotGroup{}, fmt.Errorf("board %q: %w %q", b.Name, ErrUnknownGroup, name)
 }
 
+// SlotNames returns the slot names of all groups, each once, in order
+// ("A", "B"): the names the bootloader's BOOT_ORDER speaks of.
+func (b Board) SlotNames() []string {
+	var names []string
+	for _, g := range b.SlotGroups {
+		for _, s := range g.Slots {
+			if !slices.Contains(names, s.Name) {
+				names = append(names, s.Name)
+			}
+		}
+	}
+	return names
+}
+
 // Resolve returns a copy of b whose relative paths (slot devices,
 // fw_env.config and the locations in FWEnv, grubenv, cmdline file) are
 // joined to base, which should be absolute (the agent's data directory).

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/graft-dev/graft/agent/config"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/graft-dev/graft/agent/daemon"
@@ -16,7 +18,7 @@ import (
 )
 
 func openDevice(e env, cfgPath string, lock bool) (*daemon.Device, error) {
-	cfg, err := loadConfig(cfgPath)
+	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return nil, err
 	}
@@ -53,13 +55,7 @@ func view(d *daemon.Device) (statusView, error) {
 	if err != nil {
 		return statusView{}, err
 	}
-	var names []string
-	for _, g := range d.Board.SlotGroups {
-		for _, s := range g.Slots {
-			names = append(names, s.Name)
-		}
-	}
-	st, err := slot.ParseState(env, names)
+	st, err := slot.ParseState(env, d.Board.SlotNames())
 	if err != nil {
 		return statusView{}, err
 	}
@@ -206,16 +202,20 @@ func cmdInstall(ctx context.Context, e env, args []string) error {
 		}
 	}
 	err = d.Engine(nil, progress).Install(ctx, n)
-	if errors.Is(err, engine.ErrRebootPending) {
-		rec := d.Journal.Record()
+	rec := d.Journal.Record()
+	switch {
+	case errors.Is(err, engine.ErrRebootPending):
 		fmt.Fprintf(e.stdout, "%s installed in slot %s and armed to be tried once: reboot to try it\n", rec.Update.Release.Name, rec.Update.Release.Slot)
 		return nil
-	}
-	if err != nil {
+	case errors.Is(err, engine.ErrVerifyPending):
+		fmt.Fprintf(e.stdout, "%s is running in slot %s: check it, then graft-agent mark-good (or let the daemon's health checks decide)\n", rec.Update.Release.Name, rec.Update.Release.Slot)
+		return nil
+	case err != nil:
 		return err
-	}
-	if last.State == "" {
+	case last.State == "" && rec.Installed.Name == n.Release:
 		fmt.Fprintf(e.stdout, "%s is already installed\n", n.Release)
+	case last.State == "" && rec.Last != nil && rec.Last.Release == n.Release:
+		fmt.Fprintf(e.stdout, "%s was already tried here: %s (%s)\n", n.Release, rec.Last.State, rec.Last.Reason)
 	}
 	return nil
 }
@@ -241,7 +241,7 @@ func newest(ctx context.Context, d *daemon.Device) (transport.Notice, error) {
 			return transport.Notice{}, err
 		}
 		m, err := manifest.Decode(raw)
-		if err != nil || !contains(m.Boards, d.Board.Name) {
+		if err != nil || !slices.Contains(m.Boards, d.Board.Name) {
 			continue
 		}
 		if m.Sequence > bestSeq {
@@ -252,13 +252,4 @@ func newest(ctx context.Context, d *daemon.Device) (transport.Notice, error) {
 		return best, fmt.Errorf("no release for board %s in the repository", d.Board.Name)
 	}
 	return best, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"github.com/graft-dev/graft/agent/config"
 	"os"
 
 	"github.com/graft-dev/graft/agent/bootenv"
@@ -41,7 +42,7 @@ func cmdBootenv(_ context.Context, e env, args []string) error {
 	case *grubenv != "" && *fwcfg == "" && *cfgPath == "":
 		store = bootenv.OpenGrub(*grubenv)
 	case *cfgPath != "" && *fwcfg == "" && *grubenv == "":
-		cfg, err := loadConfig(*cfgPath)
+		cfg, err := config.Load(*cfgPath)
 		if err != nil {
 			return err
 		}

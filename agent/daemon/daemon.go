@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -54,7 +55,7 @@ type Device struct {
 	Journal *journal.Journal
 	Env     bootenv.Store
 	TUF     *tuf.Client
-	Machine machine
+	Machine *machine
 	// NoReboot leaves the reboot to the operator (graft-agent install):
 	// the engine stops at "reboot pending".
 	NoReboot bool
@@ -125,7 +126,7 @@ func Open(cfg *config.Config, logger *slog.Logger, lock bool) (*Device, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	d := &Device{Config: cfg, Board: b, Logger: logger, Machine: machine{board: b}}
+	d := &Device{Config: cfg, Board: b, Logger: logger, Machine: &machine{board: b}}
 	if lock {
 		f, err := os.OpenFile(filepath.Join(cfg.DataDir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 		if err != nil {
@@ -205,7 +206,7 @@ func (d *Device) engineMachine() engine.Machine {
 }
 
 // operatorReboot is a machine whose reboot is left to the operator.
-type operatorReboot struct{ machine }
+type operatorReboot struct{ *machine }
 
 func (operatorReboot) Reboot(context.Context) error { return nil }
 
@@ -277,6 +278,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		session.Drained(dctx)
 	}
 	report := func(s transport.Status) {
+		s.Reason = cleanReason(s.Reason)
 		s.EventID = newEventID()
 		s.Device = cfg.DeviceID
 		s.Time = time.Now().UnixMilli()
@@ -324,8 +326,8 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		}
 		var wait <-chan time.Time
 		if err != nil && ctx.Err() == nil {
-			if errors.Is(err, engine.ErrRefused) {
-				pending = nil
+			if errors.Is(err, engine.ErrRefused) || errors.Is(err, engine.ErrFailed) {
+				pending = nil // reported; retrying the same notice cannot help
 			} else {
 				delay := retry.next()
 				logger.Warn("update interrupted; retrying", "in", delay.Round(time.Millisecond), "err", err)
@@ -361,6 +363,22 @@ func reportIdle(report func(transport.Status), d *Device, rec journal.Record) {
 		s.Reason = fmt.Sprintf("last update: %s %s", l.Release, l.State)
 	}
 	report(s)
+}
+
+// cleanReason keeps a status reason printable and bounded, whatever a
+// health check printed: control characters become spaces.
+func cleanReason(r string) string {
+	r = strings.ToValidUTF8(r, "?")
+	r = strings.Map(func(c rune) rune {
+		if c < 0x20 && c != '\n' && c != '\t' || c == 0x7f {
+			return ' '
+		}
+		return c
+	}, r)
+	if len(r) > 1024 {
+		r = strings.ToValidUTF8(r[:1021], "") + "..."
+	}
+	return r
 }
 
 func newEventID() string {

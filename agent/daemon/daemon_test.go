@@ -305,19 +305,25 @@ func TestBrokerRestartMidUpdate(t *testing.T) {
 	w := newWorld(t)
 	w.repo.BytesPerSecond.Store(512 << 10) // 1 MiB image: about 2 s of download
 	id := "restart-1"
+	restarted := make(chan bool, 1)
 	go func() {
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
 			for _, s := range w.fleet.of(id) {
-				if s.State == transport.StateDownloading && s.Total > 0 {
+				if s.State == transport.StateDownloading && s.Total > 0 && s.Done < s.Total {
 					w.broker.Restart()
+					restarted <- true
 					return
 				}
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+		restarted <- false
 	}()
 	w.update(t, id, "")
+	if !<-restarted {
+		t.Fatal("the broker was never restarted mid-download")
+	}
 	var downloading []int64
 	for _, s := range w.fleet.of(id) {
 		if s.State == transport.StateDownloading && s.Total > 0 {

@@ -22,6 +22,9 @@ import (
 // simulated board) boots the next slot.
 var ErrExitForReboot = errors.New("exit for reboot")
 
+// ErrStillUp means reboot(2) returned and the system did not go down.
+var ErrStillUp = errors.New("reboot(2) returned but the system is still up")
+
 // machine is the real device: /proc, the kernel command line, reboot(2).
 type machine struct {
 	board boards.Board
@@ -32,7 +35,7 @@ type machine struct {
 // Booted reads the booted slot from the kernel command line. The boot ID
 // covers the kernel's boot_id and the command line, so it changes at every
 // boot, the simulated board's too.
-func (m machine) Booted() (string, string, error) {
+func (m *machine) Booted() (string, string, error) {
 	b, err := os.ReadFile(m.board.Cmdline)
 	if err != nil {
 		return "", "", fmt.Errorf("kernel command line: %w", err)
@@ -42,12 +45,15 @@ func (m machine) Booted() (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	kernelBootID, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	kernelBootID, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "", "", fmt.Errorf("boot id: %w", err)
+	}
 	sum := sha256.Sum256([]byte(string(kernelBootID) + "\x00" + cmdline))
 	return s, hex.EncodeToString(sum[:8]), nil
 }
 
-func (m machine) Reboot(ctx context.Context) error {
+func (m *machine) Reboot(ctx context.Context) error {
 	if m.beforeReboot != nil {
 		m.beforeReboot(ctx)
 	}
@@ -62,11 +68,11 @@ func (m machine) Reboot(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(time.Minute):
-		return errors.New("reboot(2) returned but the system is still up")
+		return ErrStillUp
 	}
 }
 
-func (m machine) Mountinfo() (io.Reader, error) {
+func (m *machine) Mountinfo() (io.Reader, error) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err

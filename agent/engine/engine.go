@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,32 +85,51 @@ func New(o Options) *Engine {
 	return &Engine{o: o, log: o.Logger}
 }
 
-// ErrRebootPending is returned when the update waits for a reboot that the
-// machine did not perform (for example an install from the command line).
-var ErrRebootPending = errors.New("reboot pending")
+var (
+	// ErrRebootPending is returned when the update waits for a reboot that
+	// the machine did not perform (for example an install from the command
+	// line).
+	ErrRebootPending = errors.New("reboot pending")
+	// ErrVerifyPending is returned by an engine without health checks when
+	// the new slot is up and waits for its verdict (graft-agent mark-good,
+	// or the daemon's checks).
+	ErrVerifyPending = errors.New("new slot waits for its health verdict")
+	// ErrFailed wraps the cause of an update that ended without touching
+	// the bootloader; retrying the same notice cannot help.
+	ErrFailed = errors.New("update failed")
+	// ErrBusy means an update is waiting for its reboot.
+	ErrBusy = errors.New("an update is waiting for its reboot")
+)
 
 // Install runs the release named by a notice: verify its manifest through
 // TUF, plan, and apply. It returns when the update ended, waits for a
 // reboot, or hit an error worth retrying later.
 func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
 	rec := e.o.Journal.Record()
-	if rec.Update != nil {
-		if rec.Update.Release.Name == n.Release {
-			return e.Resume(ctx)
+	if u := rec.Update; u != nil {
+		// Finish what is in flight first; the notice is handled after it.
+		if err := e.Resume(ctx); err != nil || u.Release.Name == n.Release {
+			return err
 		}
-		e.log.Info("update in flight; notice left for later", "in_flight", rec.Update.Release.Name, "notice", n.Release)
-		return nil
+		rec = e.o.Journal.Record()
 	}
 	if n.Release != "" && n.Release == rec.Installed.Name {
 		e.log.Debug("release already installed", "release", n.Release)
 		return nil
 	}
+	if l := rec.Last; l != nil && l.Release == n.Release &&
+		(l.State == string(transport.StateRolledBack) || (l.State == string(transport.StateFailed) && n.Time <= l.Time.UnixMilli())) {
+		// The retained notice of a release that already ended badly here:
+		// its outcome stands until the fleet notifies again.
+		e.log.Debug("release already tried", "release", n.Release, "outcome", l.State)
+		return nil
+	}
 	if err := e.o.Source.Refresh(ctx); err != nil {
-		return e.refuse(n.Release, 0, fmt.Errorf("TUF refresh: %w", err))
+		return e.refuseOrRetry(n.Release, fmt.Errorf("TUF refresh: %w", err))
 	}
 	raw, err := e.o.Source.ReadTarget(ctx, n.Manifest, manifest.MaxSize)
 	if err != nil {
-		return e.refuse(n.Release, 0, fmt.Errorf("manifest %s: %w", n.Manifest, err))
+		return e.refuseOrRetry(n.Release, fmt.Errorf("manifest %s: %w", n.Manifest, err))
 	}
 	m, err := manifest.Decode(raw)
 	if err != nil {
@@ -160,19 +180,19 @@ func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
 func (e *Engine) Resume(ctx context.Context) error {
 	rec := e.o.Journal.Record()
 	u := rec.Update
-	if u == nil {
-		return nil
-	}
 	booted, bootID, err := e.o.Machine.Booted()
 	if err != nil {
 		return fmt.Errorf("booted slot: %w", err)
+	}
+	if u == nil {
+		return e.confirm(rec, booted)
 	}
 	target := u.Release.Slot
 	switch u.Step {
 	case journal.StepPlanned, journal.StepDownloading, journal.StepDownloaded,
 		journal.StepInstalling, journal.StepInstalled:
 		if booted != u.From {
-			return e.abort(ctx, rec, fmt.Errorf("booted slot changed from %s to %s during the update", u.From, booted))
+			return e.abort(rec, fmt.Errorf("booted slot changed from %s to %s during the update", u.From, booted))
 		}
 	case journal.StepSwitching:
 		if booted == target && u.From != target {
@@ -191,18 +211,24 @@ func (e *Engine) Resume(ctx context.Context) error {
 				return err
 			}
 		default:
-			return e.rolledBack(ctx, rec, fmt.Sprintf("bootloader fell back to %s: slot %s did not come up", booted, target))
+			return e.rolledBack(rec, fmt.Sprintf("bootloader fell back to %s: slot %s did not come up", booted, target))
 		}
 	case journal.StepVerifying:
 		if booted != target {
-			return e.rolledBack(ctx, rec, fmt.Sprintf("bootloader fell back to %s before slot %s was marked good (reset during health checks)", booted, target))
+			return e.rolledBack(rec, fmt.Sprintf("bootloader fell back to %s before slot %s was marked good (reset during health checks)", booted, target))
 		}
 	case journal.StepReverting:
-		if bootID != u.BootID && booted == u.From {
-			return e.rolledBack(ctx, rec, u.Reason)
+		switch {
+		case bootID == u.BootID:
+			// The reboot did not happen yet: ask again below.
+		case booted == u.From:
+			return e.rolledBack(rec, u.Reason)
+		default:
+			// The old slot failed to boot too: stay where we are.
+			return e.keep(rec, fmt.Sprintf("%s; and fallback slot %s did not boot, so slot %s stays", u.Reason, u.From, booted))
 		}
 	default:
-		return e.abort(ctx, rec, fmt.Errorf("journal step %q unknown to this agent", u.Step))
+		return e.abort(rec, fmt.Errorf("journal step %q unknown to this agent", u.Step))
 	}
 	return e.run(ctx)
 }
@@ -231,7 +257,7 @@ func (e *Engine) run(ctx context.Context) error {
 		}
 		if err != nil {
 			if permanent(err) {
-				return e.abort(ctx, rec, err)
+				return e.abort(rec, err)
 			}
 			e.log.Warn("update step failed; will retry", "step", u.Step, "err", err)
 			return err
@@ -244,7 +270,8 @@ func permanent(err error) bool {
 	for _, target := range []error{
 		tuf.ErrHash, tuf.ErrLength, tuf.ErrUnknownTarget,
 		slot.ErrHashMismatch, slot.ErrSize, slot.ErrTooLarge, slot.ErrWrite,
-		slot.ErrActiveSlot, slot.ErrMounted, manifest.ErrMalformed, manifest.ErrInvalid,
+		slot.ErrActiveSlot, slot.ErrMounted, slot.ErrDecompress, slot.ErrBadImage, slot.ErrTarget,
+		slot.ErrBadState, manifest.ErrMalformed, manifest.ErrInvalid,
 	} {
 		if errors.Is(err, target) {
 			return true
@@ -309,6 +336,9 @@ func (e *Engine) install(ctx context.Context, rec journal.Record) error {
 	bootedDev, err := device(g, u.From)
 	if err != nil {
 		return fmt.Errorf("%w: %w", slot.ErrActiveSlot, err)
+	}
+	if booted, _, err := e.o.Machine.Booted(); err != nil || booted != u.From {
+		return fmt.Errorf("%w: booted slot is %q, the update began in %q (%v)", slot.ErrActiveSlot, booted, u.From, err)
 	}
 	mi, err := e.o.Machine.Mountinfo()
 	if err != nil {
@@ -389,6 +419,9 @@ func (e *Engine) reboot(ctx context.Context, rec journal.Record) error {
 // revert.
 func (e *Engine) verify(ctx context.Context, rec journal.Record) error {
 	u := rec.Update
+	if e.o.Health == nil {
+		return ErrVerifyPending
+	}
 	e.report(rec, u, transport.StateVerifying, "", 0, 0)
 	if err := e.o.Health.Check(ctx, u.Release.Slot); err != nil {
 		if ctx.Err() != nil {
@@ -407,7 +440,7 @@ func (e *Engine) commit(rec journal.Record) error {
 	}); err != nil {
 		return err
 	}
-	rec.Installed = u.Release
+	rec.Previous, rec.Installed = rec.Installed, u.Release
 	rec.Update = nil
 	rec.Last = &journal.Outcome{Release: u.Release.Name, Sequence: u.Release.Sequence, State: string(transport.StateCommitted), Path: u.Path, Reason: u.Why, Time: e.o.Now().UTC()}
 	if err := e.save(rec); err != nil {
@@ -441,7 +474,7 @@ func (e *Engine) revert(rec journal.Record, reason string) error {
 }
 
 // rolledBack records that the device runs the old slot again.
-func (e *Engine) rolledBack(ctx context.Context, rec journal.Record, reason string) error {
+func (e *Engine) rolledBack(rec journal.Record, reason string) error {
 	u := rec.Update
 	if err := e.editBootState(func(s slot.State) slot.State {
 		return s.MarkBad(u.Release.Slot).MarkGood(u.From, e.o.Board.Bootloader.Attempts)
@@ -461,10 +494,10 @@ func (e *Engine) rolledBack(ctx context.Context, rec journal.Record, reason stri
 
 // abort ends an update that cannot go on before the bootloader was touched:
 // the booted slot is still the good one, so only the journal changes.
-func (e *Engine) abort(ctx context.Context, rec journal.Record, cause error) error {
+func (e *Engine) abort(rec journal.Record, cause error) error {
 	u := rec.Update
 	if u.Step == journal.StepSwitching || u.Step == journal.StepRebooting || u.Step == journal.StepVerifying || u.Step == journal.StepReverting {
-		return e.rolledBack(ctx, rec, cause.Error())
+		return e.rolledBack(rec, cause.Error())
 	}
 	if u.Staging != "" {
 		os.Remove(u.Staging)
@@ -476,7 +509,66 @@ func (e *Engine) abort(ctx context.Context, rec journal.Record, cause error) err
 	}
 	e.log.Error("update failed", "release", u.Release.Name, "err", cause)
 	e.report(rec, u, transport.StateFailed, cause.Error(), 0, 0)
-	return cause
+	return fmt.Errorf("%w: %w", ErrFailed, cause)
+}
+
+// keep ends an update whose fallback did not boot: the target runs, so it
+// is what is installed, and the outcome says what happened.
+func (e *Engine) keep(rec journal.Record, reason string) error {
+	u := rec.Update
+	if err := e.editBootState(func(s slot.State) slot.State {
+		return s.MarkGood(u.Release.Slot, e.o.Board.Bootloader.Attempts)
+	}); err != nil {
+		return err
+	}
+	rec.Previous, rec.Installed = rec.Installed, u.Release
+	rec.Update = nil
+	rec.Last = &journal.Outcome{Release: u.Release.Name, Sequence: u.Release.Sequence, State: string(transport.StateFailed), Path: u.Path, Reason: reason, Time: e.o.Now().UTC()}
+	if err := e.save(rec); err != nil {
+		return err
+	}
+	e.log.Error("fallback failed; keeping the new slot", "release", u.Release.Name, "reason", reason)
+	e.report(rec, u, transport.StateFailed, reason, 0, 0)
+	return nil
+}
+
+// confirm runs at every start with no update in flight. It refills the
+// booted slot's attempts (RAUC's mark-good after a good boot), so that
+// ordinary reboots never drain a committed slot into a fallback, and it
+// notices when the bootloader fell back outside an update.
+func (e *Engine) confirm(rec journal.Record, booted string) error {
+	if inst := rec.Installed; inst.Slot != "" && inst.Slot != booted {
+		reason := fmt.Sprintf("bootloader fell back to slot %s: slot %s (%s) stopped booting", booted, inst.Slot, inst.Name)
+		e.log.Error("unexpected fallback", "booted", booted, "installed", inst.Slot)
+		rec.Installed, rec.Previous = rec.Previous, journal.Release{}
+		if rec.Installed.Slot != booted {
+			rec.Installed = journal.Release{Slot: booted}
+		}
+		rec.Last = &journal.Outcome{Release: inst.Name, Sequence: inst.Sequence, State: string(transport.StateRolledBack), Reason: reason, Time: e.o.Now().UTC()}
+		if err := e.save(rec); err != nil {
+			return err
+		}
+		e.o.Report(transport.Status{State: transport.StateRolledBack, Release: inst.Name, Sequence: inst.Sequence, Reason: reason, Slot: booted, Installed: rec.Installed.Name})
+	}
+	return e.editBootState(func(s slot.State) slot.State {
+		return s.MarkGood(booted, e.o.Board.Bootloader.Attempts)
+	})
+}
+
+// refuseOrRetry refuses a release whose metadata failed verification, and
+// hands transfer failures back to be retried.
+func (e *Engine) refuseOrRetry(release string, err error) error {
+	if transient(err) {
+		return err
+	}
+	return e.refuse(release, 0, err)
+}
+
+// transient tells failures of the network or of this moment from answers.
+func transient(err error) bool {
+	var ne net.Error
+	return errors.Is(err, tuf.ErrTransfer) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne)
 }
 
 func (e *Engine) refuse(release string, seq uint64, cause error) error {
@@ -504,45 +596,30 @@ func (e *Engine) MarkGood(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("booted slot: %w", err)
 	}
 	rec := e.o.Journal.Record()
-	if u := rec.Update; u != nil && u.Release.Slot == booted && (u.Step == journal.StepVerifying || u.Step == journal.StepRebooting) {
-		return booted, e.commit(rec)
+	if u := rec.Update; u != nil {
+		switch {
+		case u.Release.Slot == booted && (u.Step == journal.StepVerifying || u.Step == journal.StepRebooting || u.Step == journal.StepSwitching):
+			return booted, e.commit(rec)
+		case u.Step == journal.StepSwitching || u.Step == journal.StepRebooting || u.Step == journal.StepReverting:
+			return booted, fmt.Errorf("%w: slot %s is armed for release %s; reboot first", ErrBusy, u.Release.Slot, u.Release.Name)
+		}
 	}
 	return booted, e.editBootState(func(s slot.State) slot.State {
 		return s.MarkGood(booted, e.o.Board.Bootloader.Attempts)
 	})
 }
 
+// editBootState changes the RAUC boot variables under the environment's
+// lock; bootenv.Update writes only when something changed.
 func (e *Engine) editBootState(fn func(slot.State) slot.State) error {
-	names := e.slotNames()
 	return bootenv.Update(e.o.Env, func(env bootenv.Env) error {
-		s, err := slot.ParseState(env, names)
+		s, err := slot.ParseState(env, e.o.Board.SlotNames())
 		if err != nil {
 			return err
 		}
 		fn(s).Apply(env)
 		return nil
 	})
-}
-
-func (e *Engine) slotNames() []string {
-	var names []string
-	for _, g := range e.o.Board.SlotGroups {
-		for _, s := range g.Slots {
-			if !contains(names, s.Name) {
-				names = append(names, s.Name)
-			}
-		}
-	}
-	return names
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (e *Engine) image(u *journal.Update) (*manifest.Image, error) {

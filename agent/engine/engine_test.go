@@ -190,9 +190,103 @@ func TestHealthFailureRollsBack(t *testing.T) {
 		t.Fatalf("last report %+v: want v3 rolled back to A with a reason", l)
 	}
 	g.untouchedAfterRollback(3)
-	// The same release is not tried again.
-	if err := g.install("v3"); !errors.Is(err, engine.ErrRolledBack) {
-		t.Fatalf("second try of v3 = %v, want ErrRolledBack", err)
+	// The retained notice of v3 comes again: nothing happens, and the
+	// rolled-back status stays the last word.
+	before := len(g.reports)
+	if err := g.install("v3"); err != nil || len(g.reports) != before {
+		t.Fatalf("re-notice of v3 = %v with %d reports, want a quiet no-op", err, len(g.reports)-before)
+	}
+	// Another release at the same sequence is refused.
+	g.repo.Publish(t, agenttest.Release{Name: "v3b", Sequence: 3, Image: agenttest.Image("v3", true, 1<<20)})
+	if err := g.install("v3b"); !errors.Is(err, engine.ErrRolledBack) {
+		t.Fatalf("v3b at the rolled-back sequence = %v, want ErrRolledBack", err)
+	}
+}
+
+// commitV2 installs v2 into slot B and commits it.
+func (g *rig) commitV2() {
+	g.t.Helper()
+	g.repo.Publish(g.t, agenttest.Release{Name: "v2", Sequence: 2, Image: agenttest.Image("v2", true, 1<<20)})
+	if err := g.install("v2"); !errors.Is(err, engine.ErrRebootPending) {
+		g.t.Fatal(err)
+	}
+	g.start()
+	if err := g.engine.Resume(context.Background()); err != nil {
+		g.t.Fatal(err)
+	}
+	if rec := g.journal.Record(); rec.Installed.Name != "v2" {
+		g.t.Fatalf("v2 not committed: %+v", rec)
+	}
+}
+
+// TestPlainRebootsKeepCommittedSlot: after a commit, ordinary reboots
+// must not drain the slot's attempts into a fallback to the old release.
+func TestPlainRebootsKeepCommittedSlot(t *testing.T) {
+	g := newRig(t, nil, "")
+	g.commitV2()
+	for i := range 5 {
+		s, err := g.dev.Board.Boot()
+		if err != nil || s != "B" {
+			t.Fatalf("reboot %d booted %s (%v), want B", i+1, s, err)
+		}
+		g.start()
+		if err := g.engine.Resume(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env, _ := g.dev.Board.Env.Load()
+	if env["BOOT_B_LEFT"] != "3" {
+		t.Fatalf("boot state %v: B's attempts not refilled", env)
+	}
+}
+
+// TestUnexpectedFallbackReported: the committed slot stops booting; the
+// bootloader falls back to A and the agent says so, and knows what runs.
+func TestUnexpectedFallbackReported(t *testing.T) {
+	g := newRig(t, nil, "")
+	g.commitV2()
+	for range 3 { // B panics three times before the agent starts
+		if _, err := g.dev.Board.Boot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, _ := g.dev.Board.Boot(); s != "A" {
+		t.Fatalf("bootloader chose %s after B's attempts ran out, want A", s)
+	}
+	g.start()
+	if err := g.engine.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if l := g.last(); l.State != transport.StateRolledBack || l.Release != "v2" || l.Slot != "A" || l.Reason == "" {
+		t.Fatalf("last report %+v: want v2 reported rolled back to A", l)
+	}
+	if rec := g.journal.Record(); rec.Installed.Slot != "A" || rec.Installed.Name != "" {
+		t.Fatalf("journal %+v: want the factory release in A installed", rec)
+	}
+}
+
+// TestNoticeDuringUpdate: a new notice while a download keeps failing
+// resumes the update in flight first and reports the failure for retry.
+func TestNoticeDuringUpdate(t *testing.T) {
+	g := newRig(t, nil, "")
+	g.repo.Publish(t, agenttest.Release{Name: "v2", Sequence: 2, Image: agenttest.Image("v2", true, 3<<20)})
+	g.repo.CutAfter.Store(1 << 20) // each response is cut after 1 MiB: three tries are needed
+	if err := g.install("v2"); err == nil {
+		t.Fatal("want a transfer error")
+	}
+	g.repo.Publish(t, agenttest.Release{Name: "v3", Sequence: 3, Image: agenttest.Image("v3", true, 1<<20)})
+	if err := g.install("v3"); err == nil || errors.Is(err, engine.ErrRefused) {
+		t.Fatalf("notice of v3 during v2's failing download = %v, want v2's transfer error (retry)", err)
+	}
+	if u := g.journal.Record().Update; u == nil || u.Release.Name != "v2" {
+		t.Fatalf("update in flight %+v, want v2 kept", u)
+	}
+	g.repo.CutAfter.Store(0)
+	if err := g.install("v3"); !errors.Is(err, engine.ErrRebootPending) {
+		t.Fatalf("retry = %v, want v2 to finish and reboot", err)
+	}
+	if u := g.journal.Record().Update; u == nil || u.Release.Name != "v2" {
+		t.Fatalf("update %+v, want v2 waiting for its reboot", u)
 	}
 }
 
@@ -268,6 +362,7 @@ func TestBadInput(t *testing.T) {
 	img := agenttest.Image("v2", true, 1<<20)
 	tests := []struct {
 		name    string
+		release string                    // default v2
 		board   func(t *testing.T) string // board file overriding sim
 		publish func(t *testing.T, r *agenttest.Repo)
 		want    error
@@ -281,7 +376,7 @@ func TestBadInput(t *testing.T) {
 		{name: "another arch", want: manifest.ErrWrongArch, publish: func(t *testing.T, r *agenttest.Repo) {
 			r.Publish(t, agenttest.Release{Name: "v2", Sequence: 2, Arch: "riscv64", Image: img})
 		}},
-		{name: "sequence not above installed", want: manifest.ErrOldSequence, publish: func(t *testing.T, r *agenttest.Repo) {
+		{name: "sequence not above installed", release: "v0", want: manifest.ErrOldSequence, publish: func(t *testing.T, r *agenttest.Repo) {
 			r.Publish(t, agenttest.Release{Name: "v0", Sequence: 0, Image: img})
 		}},
 		{name: "image does not match the manifest hash", want: slot.ErrHashMismatch, publish: func(t *testing.T, r *agenttest.Repo) {
@@ -310,9 +405,9 @@ func TestBadInput(t *testing.T) {
 			}
 			g := newRig(t, nil, board)
 			tt.publish(t, g.repo)
-			name := "v2"
-			if tt.name == "sequence not above installed" {
-				name = "v0"
+			name := tt.release
+			if name == "" {
+				name = "v2"
 			}
 			err := g.install(name)
 			if !errors.Is(err, tt.want) {

@@ -74,6 +74,9 @@ type Outcome struct {
 type Record struct {
 	Schema    int     `json:"schema"`
 	Installed Release `json:"installed"`
+	// Previous is what the other slot holds after a commit: what a
+	// bootloader fallback brings back.
+	Previous Release `json:"previous,omitempty"`
 	// RolledBack is the highest sequence this device tried and rolled back;
 	// releases at or below it are not tried again.
 	RolledBack uint64   `json:"rolled_back,omitempty"`
@@ -101,7 +104,7 @@ func Open(path string) (*Journal, error) {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	if err := json.Unmarshal(b, &j.rec); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
 	}
 	if j.rec.Schema != Schema {
 		return nil, fmt.Errorf("%w: %s: schema %d, this agent knows %d", ErrCorrupt, path, j.rec.Schema, Schema)
@@ -113,8 +116,10 @@ func Open(path string) (*Journal, error) {
 func (j *Journal) Path() string { return j.path }
 
 // Record returns a copy of the current record.
-func (j *Journal) Record() Record {
-	r := j.rec
+func (j *Journal) Record() Record { return clone(j.rec) }
+
+// clone copies r deeply enough that neither copy can change the other.
+func clone(r Record) Record {
 	if r.Update != nil {
 		u := *r.Update
 		r.Update = &u
@@ -142,7 +147,7 @@ func (j *Journal) Save(r Record) error {
 	if err := atomicfile.WriteFile(j.path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	j.rec = r
+	j.rec = clone(r)
 	if j.OnSave != nil {
 		j.OnSave(j.Record())
 	}

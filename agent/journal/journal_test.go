@@ -22,8 +22,15 @@ func TestSaveOpenRoundTrip(t *testing.T) {
 	if err := j.Save(r); err != nil {
 		t.Fatal(err)
 	}
-	// The caller's copy must not alias the journal's.
+	// The caller's copy must not alias the journal's, either way.
 	r.Update.Offset = 1
+	if got := j.Record(); got.Update.Offset != 4096 {
+		t.Fatalf("changing the saved record changed the journal: offset %d", got.Update.Offset)
+	}
+	j.Record().Update.Offset = 2
+	if got := j.Record(); got.Update.Offset != 4096 {
+		t.Fatalf("changing a returned record changed the journal: offset %d", got.Update.Offset)
+	}
 	j2, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
