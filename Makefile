@@ -46,15 +46,12 @@ test: deps vet
 
 ## bench: A/B install throughput vs dd+sha256sum, idle RSS, binary sizes and dependency costs (figures only, no timed assertions)
 bench: deps
-	@mkdir -p out
 	@echo "== install vs dd+sha256sum, idle RSS (shared machine: figures are noisy)"
-	@GRAFT_BENCH=1 $(GO) test -count=1 -timeout 10m -v -run '^(TestInstallVsDD|TestIdleRSSBench)$$' ./agent/slot/ ./agent/daemon/ >out/bench-tests.log 2>&1; \
-	  rc=$$?; if [ $$rc -ne 0 ]; then cat out/bench-tests.log; exit $$rc; fi; \
-	  grep -Ev '^(=== |--- PASS|PASS$$|ok )' out/bench-tests.log
+	@log=$$(mktemp); GRAFT_BENCH=1 $(GO) test -count=1 -timeout 10m -v -run '^(TestInstallVsDD|TestIdleRSSBench)$$' ./agent/slot/ ./agent/daemon/ >$$log 2>&1; \
+	  rc=$$?; if [ $$rc -ne 0 ]; then cat $$log; else grep -Ev '^(=== |--- PASS|PASS$$|ok )' $$log; fi; rm -f $$log; exit $$rc
 	@echo "== go test -bench BenchmarkInstall (64 MiB image onto a file slot)"
-	@$(GO) test -count=1 -run '^$$' -bench '^BenchmarkInstall$$' -benchtime 3x ./agent/slot/ >out/bench-go.log 2>&1; \
-	  rc=$$?; if [ $$rc -ne 0 ]; then cat out/bench-go.log; exit $$rc; fi; \
-	  grep -E '^(Benchmark|cpu:)' out/bench-go.log
+	@log=$$(mktemp); $(GO) test -count=1 -run '^$$' -bench '^BenchmarkInstall$$' -benchtime 3x ./agent/slot/ >$$log 2>&1; \
+	  rc=$$?; if [ $$rc -ne 0 ]; then cat $$log; else grep -E '^(Benchmark|cpu:)' $$log; fi; rm -f $$log; exit $$rc
 	@echo "== device binary sizes and dependency costs"
 	$(GO) run ./cross/cmd/graft-cross -version $(VERSION) -out out -deps
 

@@ -134,7 +134,11 @@ func printCosts(t cross.Target, bin string, file int64, sz *cross.Sizes) {
 				parts = append(parts, fmt.Sprintf("%s %.2f", m, mib(perModule[m])))
 			}
 		}
-		fmt.Printf("    %-48s %6.2f MiB  %d pkgs, %d modules: %s\n", d.Name, mib(d.Estimate), len(d.Packages), len(mods), strings.Join(parts, ", "))
+		detail := ""
+		if len(parts) > 0 {
+			detail = ": " + strings.Join(parts, ", ")
+		}
+		fmt.Printf("    %-48s %6.2f MiB  %d pkgs, %d modules%s\n", d.Name, mib(d.Estimate), len(d.Packages), len(mods), detail)
 	}
 	const topModules, topPackages = 4, 6
 	fmt.Printf("  biggest packages of the %d biggest modules (EST. MiB):\n", topModules)
