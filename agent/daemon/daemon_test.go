@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/graft-dev/graft/agent/agenttest"
 	"github.com/graft-dev/graft/agent/config"
 	"github.com/graft-dev/graft/agent/daemon"
@@ -83,96 +81,6 @@ func agentMain(cfgPath string) int {
 	return 0
 }
 
-// fleet watches device status events, de-duplicated by event ID, as the
-// fleet does.
-type fleet struct {
-	mu     sync.Mutex
-	seen   map[string]bool
-	events map[string][]transport.Status // by device
-	notify chan struct{}
-	client paho.Client
-}
-
-func watch(t *testing.T, broker string) *fleet {
-	f := &fleet{seen: map[string]bool{}, events: map[string][]transport.Status{}, notify: make(chan struct{}, 1)}
-	opts := paho.NewClientOptions().AddBroker(broker).SetClientID("fleet-watch-" + strconv.Itoa(os.Getpid())).
-		SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
-		SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond)
-	opts.SetOnConnectHandler(func(c paho.Client) {
-		c.Subscribe(transport.DeviceFilter(transport.KindStatus), 1, func(_ paho.Client, m paho.Message) {
-			s, err := transport.DecodeStatus(m.Payload())
-			if err != nil {
-				return
-			}
-			f.mu.Lock()
-			if !f.seen[s.EventID] {
-				f.seen[s.EventID] = true
-				f.events[s.Device] = append(f.events[s.Device], s)
-			}
-			f.mu.Unlock()
-			select {
-			case f.notify <- struct{}{}:
-			default:
-			}
-		})
-	})
-	f.client = paho.NewClient(opts)
-	if tok := f.client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("fleet watcher: %v", tok.Error())
-	}
-	t.Cleanup(func() { f.client.Disconnect(100) })
-	return f
-}
-
-func (f *fleet) of(dev string) []transport.Status {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]transport.Status(nil), f.events[dev]...)
-}
-
-func (f *fleet) count(dev, release string, state transport.State) int {
-	n := 0
-	for _, s := range f.of(dev) {
-		if s.Release == release && s.State == state {
-			n++
-		}
-	}
-	return n
-}
-
-// waitFinal waits until the device reports a final state for release.
-func (f *fleet) waitFinal(ctx context.Context, dev, release string) (transport.Status, error) {
-	for {
-		for _, s := range f.of(dev) {
-			if s.Release == release && (s.State == transport.StateCommitted || s.State == transport.StateRolledBack || s.State == transport.StateFailed) {
-				return s, nil
-			}
-		}
-		select {
-		case <-f.notify:
-		case <-time.After(100 * time.Millisecond):
-		case <-ctx.Done():
-			return transport.Status{}, fmt.Errorf("no final state for %s on %s: %w (saw %d events)", release, dev, ctx.Err(), len(f.of(dev)))
-		}
-	}
-}
-
-func notify(t *testing.T, broker, dev, release string) {
-	t.Helper()
-	c := paho.NewClient(paho.NewClientOptions().AddBroker(broker).SetClientID("notify-" + dev))
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	defer c.Disconnect(100)
-	b, err := transport.EncodeNotice(transport.Notice{Release: release, Manifest: agenttest.ManifestTarget(release), Time: time.Now().UnixMilli()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tok := c.Publish(transport.NotifyTopic(dev), 1, true, b); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-}
-
 // power runs the device: the simulated bootloader boots a slot, the agent
 // (this test binary) runs until it asks for a reboot; a SIGKILLed agent is
 // started again in the same boot, as a supervisor would. The kill spec
@@ -215,13 +123,13 @@ func power(ctx context.Context, t *testing.T, dev *agenttest.Device, kill string
 type world struct {
 	broker *mqtttest.Broker
 	repo   *agenttest.Repo
-	fleet  *fleet
+	fleet  *agenttest.Fleet
 	image  []byte
 }
 
 func newWorld(t *testing.T) *world {
 	w := &world{broker: mqtttest.StartMosquitto(t), repo: agenttest.NewRepo(t, repo.Options{})}
-	w.fleet = watch(t, w.broker.URL())
+	w.fleet = agenttest.Watch(t, w.broker.URL())
 	w.image = agenttest.Image("v2", true, 1<<20)
 	w.repo.Publish(t, agenttest.Release{Name: "v2", Sequence: 2, Image: w.image})
 	return w
@@ -231,14 +139,14 @@ func newWorld(t *testing.T) *world {
 // checks the outcome: v2 committed in slot B exactly once, slot A intact.
 func (w *world) update(t *testing.T, id, kill string) []string {
 	dev := agenttest.NewDevice(t, w.repo, id, agenttest.DeviceOptions{Broker: w.broker.URL()})
-	notify(t, w.broker.URL(), id, "v2")
+	w.fleet.Notify(t, id, "v2")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var logs bytes.Buffer
 	runCtx, stop := context.WithCancel(ctx)
 	ran := make(chan error, 1)
 	go func() { ran <- power(runCtx, t, dev, kill, &logs) }()
-	final, err := w.fleet.waitFinal(ctx, id, "v2")
+	final, err := w.fleet.WaitFinal(ctx, id, "v2")
 	stop()
 	if perr := <-ran; perr != nil && err == nil {
 		err = perr
@@ -250,7 +158,7 @@ func (w *world) update(t *testing.T, id, kill string) []string {
 		t.Fatalf("final %+v, want committed in slot B\n%s", final, tail(logs.String(), 60))
 	}
 	time.Sleep(200 * time.Millisecond) // let duplicates, if any, arrive
-	if n := w.fleet.count(id, "v2", transport.StateCommitted); n != 1 {
+	if n := w.fleet.Count(id, "v2", transport.StateCommitted); n != 1 {
 		t.Errorf("fleet saw %d commits of v2, want exactly 1", n)
 	}
 	j, err := journal.Open(filepath.Join(dev.Dir, "journal.json"))
@@ -309,7 +217,7 @@ func TestBrokerRestartMidUpdate(t *testing.T) {
 	go func() {
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
-			for _, s := range w.fleet.of(id) {
+			for _, s := range w.fleet.Of(id) {
 				if s.State == transport.StateDownloading && s.Total > 0 && s.Done < s.Total {
 					w.broker.Restart()
 					restarted <- true
@@ -325,7 +233,7 @@ func TestBrokerRestartMidUpdate(t *testing.T) {
 		t.Fatal("the broker was never restarted mid-download")
 	}
 	var downloading []int64
-	for _, s := range w.fleet.of(id) {
+	for _, s := range w.fleet.Of(id) {
 		if s.State == transport.StateDownloading && s.Total > 0 {
 			downloading = append(downloading, s.Done)
 		}
