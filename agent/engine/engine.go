@@ -351,6 +351,7 @@ func (e *Engine) install(ctx context.Context, rec journal.Record) error {
 	if err := e.save(rec); err != nil {
 		return err
 	}
+	e.log.Info("writing slot", "slot", u.Release.Slot, "device", dev, "bytes", img.Size, "compression", img.Compression.String())
 	e.report(rec, u, transport.StateInstalling, "", 0, int64(img.Size))
 	f, err := os.Open(u.Staging)
 	if errors.Is(err, fs.ErrNotExist) {
