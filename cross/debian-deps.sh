@@ -2,7 +2,8 @@
 # Installs the Debian packages graft's tests and demo use, when missing.
 # Idempotent and quick when everything is there. Run as root (CI is).
 set -eu
-pkgs="mosquitto mosquitto-clients libubootenv-tool u-boot-tools grub-common xz-utils"
+pkgs="mosquitto mosquitto-clients libubootenv-tool u-boot-tools grub-common xz-utils
+ qemu-system-arm u-boot-qemu dosfstools mtools e2fsprogs fdisk cpio kmod"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,8 +1,11 @@
 package bootenv
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -16,6 +19,12 @@ func lockFile(path string) (unlock func(), err error) {
 		return func() {}, nil
 	}
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o666)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A minimal system (an initramfs) may have no /var/lock yet.
+		if err = os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+			f, err = os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o666)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bootenv: lock: %w", err)
 	}

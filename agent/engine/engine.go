@@ -211,11 +211,11 @@ func (e *Engine) Resume(ctx context.Context) error {
 				return err
 			}
 		default:
-			return e.rolledBack(rec, fmt.Sprintf("bootloader fell back to %s: slot %s did not come up", booted, target))
+			return e.fellBack(ctx, rec, fmt.Sprintf("bootloader fell back to %s: slot %s did not come up", booted, target))
 		}
 	case journal.StepVerifying:
 		if booted != target {
-			return e.rolledBack(rec, fmt.Sprintf("bootloader fell back to %s before slot %s was marked good (reset during health checks)", booted, target))
+			return e.fellBack(ctx, rec, fmt.Sprintf("bootloader fell back to %s before slot %s was marked good (reset during health checks)", booted, target))
 		}
 	case journal.StepReverting:
 		switch {
@@ -472,6 +472,28 @@ func (e *Engine) revert(rec journal.Record, reason string) error {
 	}
 	e.report(rec, u, transport.StateRebooting, reason, 0, 0)
 	return nil
+}
+
+// MaxTries is how often a new slot is tried when its tries end without a
+// verdict: a reset or power cut before the health checks could decide.
+// A failed health check is a verdict, and final.
+const MaxTries = 2
+
+// fellBack handles a try that ended in the old slot without a verdict: it
+// arms the new slot again while tries remain, else rolls back.
+func (e *Engine) fellBack(ctx context.Context, rec journal.Record, reason string) error {
+	u := rec.Update
+	u.Tries++
+	if u.Tries >= MaxTries {
+		return e.rolledBack(rec, fmt.Sprintf("%s (%d tries)", reason, u.Tries))
+	}
+	e.log.Warn("new slot tried without a verdict; trying again", "reason", reason, "try", u.Tries+1, "of", MaxTries)
+	u.Step = journal.StepSwitching
+	if err := e.save(rec); err != nil {
+		return err
+	}
+	e.report(rec, u, transport.StateRebooting, fmt.Sprintf("%s; trying slot %s again (%d of %d)", reason, u.Release.Slot, u.Tries+1, MaxTries), 0, 0)
+	return e.run(ctx)
 }
 
 // rolledBack records that the device runs the old slot again.

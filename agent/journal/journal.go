@@ -57,6 +57,7 @@ type Update struct {
 	Offset         int64     `json:"offset,omitempty"`  // bytes of Staging known to be on disk
 	BootID         string    `json:"boot_id,omitempty"` // boot in which the reboot was requested
 	Reason         string    `json:"reason,omitempty"`  // why a revert is under way
+	Tries          int       `json:"tries,omitempty"`   // tries of the new slot that ended without a verdict
 	Started        time.Time `json:"started"`
 }
 

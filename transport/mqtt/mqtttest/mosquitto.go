@@ -145,6 +145,8 @@ func (b *Broker) start() {
 	}
 	log := &syncBuffer{}
 	cmd := exec.Command(MosquittoPath, "-c", b.conf)
+	// The broker dies with the test process, even one killed by a timeout.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stdout = log
 	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {
