@@ -3,6 +3,7 @@ package tuf
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -163,6 +164,7 @@ func (c *Client) Refresh(ctx context.Context) error {
 	mf := &metaFetcher{ctx: ctx, f: f, timestamp: c.meta.join(metadata.TIMESTAMP + ".json")}
 	uc.Fetcher = mf
 
+	c.dropTornCache()
 	cachedTS, _ := os.ReadFile(filepath.Join(c.cfg.MetadataDir, metadata.TIMESTAMP+".json"))
 
 	if _, err := trustedmetadata.New(root); err != nil {
@@ -178,6 +180,11 @@ func (c *Client) Refresh(ctx context.Context) error {
 	if err := up.Refresh(); err != nil {
 		return fmt.Errorf("tuf: refresh from %s: %w", c.meta.base, classify(err))
 	}
+	// go-tuf renames its cache files into place without fsync: make them
+	// durable now, so a power cut cannot leave torn metadata behind.
+	if err := syncDir(c.cfg.MetadataDir); err != nil {
+		return fmt.Errorf("tuf: refresh: %w", err)
+	}
 	trusted := up.GetTrustedMetadataSet()
 	if err := sameVersionSameBytes(cachedTS, mf.gotTS); err != nil {
 		return fmt.Errorf("tuf: refresh from %s: %w", c.meta.base, err)
@@ -191,6 +198,48 @@ func (c *Client) Refresh(ctx context.Context) error {
 		"targets", trusted.Targets[metadata.TARGETS].Signed.Version,
 		"consistent_snapshot", c.consistent)
 	return nil
+}
+
+// dropTornCache removes cached timestamp, snapshot or targets metadata
+// that is not even JSON: what a power cut leaves of a file written without
+// fsync. They are a cache; the next Refresh fetches them again and checks
+// them against the trusted root. (Losing the cached timestamp weakens
+// rollback protection for that one refresh: versions are still checked
+// against what the root and the repository sign, and expiry still holds.)
+// The trusted root is never dropped.
+func (c *Client) dropTornCache() {
+	for _, role := range []string{metadata.TIMESTAMP, metadata.SNAPSHOT, metadata.TARGETS} {
+		p := filepath.Join(c.cfg.MetadataDir, role+".json")
+		b, err := os.ReadFile(p)
+		if err != nil || json.Valid(b) {
+			continue
+		}
+		c.log.Warn("tuf: dropping torn cached metadata", "file", p, "bytes", len(b))
+		os.Remove(p)
+	}
+}
+
+// syncDir fsyncs every regular file in dir, then dir itself.
+func syncDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return atomicfs.SyncDir(dir)
 }
 
 // sameVersionSameBytes refuses a fetched timestamp that has the version of

@@ -375,3 +375,32 @@ func TestTrustedRoot(t *testing.T) {
 		})
 	}
 }
+
+// TestTornCacheRecovers: a power cut can leave go-tuf's cached metadata
+// empty or cut short (it renames without fsync). Refresh must drop such a
+// cache file and fetch it again rather than fail forever; the trusted root
+// stays untouched.
+func TestTornCacheRecovers(t *testing.T) {
+	f := newFixture(t, repo.Options{ConsistentSnapshot: true})
+	f.add("a.txt", []byte("hello"), "")
+	f.publish()
+	var mdir string
+	c := f.device("http", func(cfg *tuf.Config) { mdir = cfg.MetadataDir })
+	if err := c.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(mdir, "timestamp.json"), nil, 0o644)
+	os.WriteFile(filepath.Join(mdir, "snapshot.json"), []byte(`{"signed": {"_ty`), 0o644)
+	os.WriteFile(filepath.Join(mdir, "targets.json"), []byte{0, 0, 0}, 0o644)
+	if err := c.Refresh(context.Background()); err != nil {
+		t.Fatalf("Refresh over torn cache files = %v, want it to recover", err)
+	}
+	if _, err := c.Target("a.txt"); err != nil {
+		t.Fatal(err)
+	}
+	// A torn trusted root is not a cache: it is refused, never dropped.
+	os.WriteFile(filepath.Join(mdir, "root.json"), []byte(`{"sig`), 0o644)
+	if err := c.Refresh(context.Background()); err == nil {
+		t.Fatal("Refresh with a torn root.json succeeded")
+	}
+}
