@@ -12,7 +12,7 @@ CMD_graft-agent = ./agent/cmd/graft-agent
 CMD_graft-fleet = ./tools/fleet/cmd/graft-fleet
 CMD_graft-demo  = ./tools/demo/cmd/graft-demo
 
-.PHONY: all build cross demo test bench deps vet clean
+.PHONY: all build cross demo demo-arm64 test bench deps vet clean
 
 all: build
 
@@ -35,6 +35,11 @@ deps:
 ## demo: a device on the sim board takes v2 over MQTT+TUF, keeps it, then rolls back v3
 demo: deps build
 	out/$(HOSTARCH)/graft-demo -bin out/$(HOSTARCH)
+
+## demo-arm64: the real thing — Debian arm64 kernel, Debian U-Boot, QEMU: an update kept, then a bad one rolled back
+demo-arm64: deps
+	@bash -o pipefail -c "$(GO) test -count=1 -v -timeout 20m -run 'TestARM64UpdateAndRollback' ./test/arm64-qemu/ \
+		| sed -un 's/^ *\(guest\|scenario_test\)\.go:[0-9]*: /▸ /p; /^--- /p; /^ok\|^FAIL/p'"
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

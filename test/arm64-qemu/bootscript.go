@@ -1,0 +1,129 @@
+package rig
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// bootCmd is the boot script's source with @ARCH@, @KERNEL@ and @BOOTCMD@
+// left to fill in per architecture.
+//
+//go:embed boot.cmd
+var bootCmd string
+
+// ErrNoUBoot is returned for an architecture the rig has no U-Boot for
+// (amd64, and anything unknown).
+var ErrNoUBoot = errors.New("rig: no U-Boot for this architecture")
+
+// ErrTool is returned when an external tool (mkimage, mkfs.vfat, mcopy,
+// sfdisk, debugfs, ...) fails; the error names the command and carries its
+// output.
+var ErrTool = errors.New("rig: external tool failed")
+
+// EnvSize is the size of uboot.env, the single-copy U-Boot environment on
+// the boot partition: the size the boot script imports and exports, and
+// the third column of its fw_env.config line.
+const EnvSize = 0x4000
+
+// EnvFile is the name of the environment file on the boot partition.
+const EnvFile = "uboot.env"
+
+// ubootArch describes what differs between the architectures in U-Boot:
+// the mkimage architecture, the kernel file in a slot and the command
+// that boots it.
+type ubootArch struct {
+	mkimage string // mkimage -A
+	kernel  string // kernel file name in a slot
+	boot    string // booti or bootz
+	bios    string // Debian's U-Boot for QEMU's virt machine
+	qemu    string // qemu-system-* binary
+	// cpu: arm64 "max" with QEMU's cheap pointer-authentication algorithm
+	// (the architected one makes TCG about 4x slower).
+	cpu string
+	// machine: armhf's armmp kernel has no LPAE, so PCI must stay below
+	// 4 GiB (highmem=off) or it finds no devices.
+	machine string
+}
+
+func ubootFor(a Arch) (ubootArch, error) {
+	switch a {
+	case ARM64:
+		return ubootArch{mkimage: "arm64", kernel: "Image", boot: "booti",
+			bios: "/usr/lib/u-boot/qemu_arm64/u-boot.bin", qemu: "qemu-system-aarch64", cpu: "max,pauth-impdef=on", machine: "virt"}, nil
+	case ARMHF:
+		return ubootArch{mkimage: "arm", kernel: "zImage", boot: "bootz",
+			bios: "/usr/lib/u-boot/qemu_arm/u-boot.bin", qemu: "qemu-system-arm", cpu: "cortex-a15", machine: "virt,highmem=off"}, nil
+	}
+	return ubootArch{}, fmt.Errorf("%w: %q", ErrNoUBoot, string(a))
+}
+
+// KernelFile returns the name the boot script loads the kernel from in a
+// slot's file system: "Image" for arm64, "zImage" for armhf, "" for an
+// architecture without U-Boot.
+func KernelFile(a Arch) string {
+	u, err := ubootFor(a)
+	if err != nil {
+		return ""
+	}
+	return u.kernel
+}
+
+// BootScript returns the U-Boot boot script (the source of boot.scr) for
+// a: RAUC's A/B selection over BOOT_ORDER and BOOT_<slot>_LEFT kept in
+// uboot.env on partition 1, then the chosen slot's kernel and initrd.img
+// from partition 2 (A) or 3 (B). It prints lines a test can wait for:
+//
+//	graft-boot: slot B (BOOT_B_LEFT now 0)
+//	graft-boot: no slot has attempts left (BOOT_ORDER A B); resetting counters to 3
+//	graft-boot: reset
+//	graft-boot: slot B did not boot; reset
+//
+// It returns "" for an architecture without U-Boot.
+func BootScript(a Arch) string {
+	u, err := ubootFor(a)
+	if err != nil {
+		return ""
+	}
+	return strings.NewReplacer("@ARCH@", string(a), "@KERNEL@", u.kernel, "@BOOTCMD@", u.boot).Replace(bootCmd)
+}
+
+// CompileBootScript writes BootScript(a) as a legacy U-Boot script image
+// (mkimage -T script) to out, the boot.scr U-Boot's distro boot runs.
+func CompileBootScript(ctx context.Context, a Arch, out string) error {
+	u, err := ubootFor(a)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "graft-bootscr-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	src := filepath.Join(dir, "boot.cmd")
+	if err := os.WriteFile(src, []byte(BootScript(a)), 0o644); err != nil {
+		return err
+	}
+	_, err = toolOut(ctx, "mkimage", "-A", u.mkimage, "-O", "linux", "-T", "script", "-C", "none",
+		"-n", "graft A/B boot script", "-d", src, out)
+	return err
+}
+
+// toolOut runs a tool and returns its standard output; a failure is ErrTool
+// with the command line and its standard error.
+func toolOut(ctx context.Context, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%w: %s %s: %w: %s", ErrTool, name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes(), nil
+}
