@@ -172,6 +172,10 @@ func updateAndRollback(t *testing.T, arch Arch, withRollback bool) {
 		t.Fatal(err)
 	}
 	defer vm.Kill()
+	nctx, nstop := context.WithCancel(ctx)
+	ndone := make(chan struct{})
+	go func() { narrateBoots(nctx, t, vm); close(ndone) }()
+	defer func() { nstop(); <-ndone }()
 	fail := func(format string, args ...any) {
 		t.Helper()
 		t.Fatalf(format+"\nconsole (end):\n%s", append(args, tail(vm.Lines(), 60))...)
@@ -230,6 +234,27 @@ func updateAndRollback(t *testing.T, arch Arch, withRollback bool) {
 	checkDisk(t, g.Disk, "B A", "B", v2)
 	if j := journalOf(t, g.Disk); j.Installed.Name != "v2" || j.RolledBack != 3 || j.Update != nil {
 		t.Errorf("journal on the data partition: %+v", j)
+	}
+}
+
+var reNarrate = regexp.MustCompile(`graft-boot: slot|built to fail|Kernel panic - not syncing|graft-init: starting /bin`)
+
+// narrateBoots logs the console lines that tell the boot story: which
+// slot U-Boot picked, panics, the agent starting.
+func narrateBoots(ctx context.Context, t *testing.T, vm *VM) {
+	seen := 0
+	for ctx.Err() == nil {
+		lines := vm.Lines()
+		for _, l := range lines[seen:] {
+			if reNarrate.MatchString(l) {
+				t.Log("console: " + strings.TrimSpace(l))
+			}
+		}
+		seen = len(lines)
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
