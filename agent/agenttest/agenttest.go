@@ -18,6 +18,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/graft-dev/graft/agent/config"
 	"github.com/graft-dev/graft/agent/simboard"
 	"github.com/graft-dev/graft/boards"
 	"github.com/graft-dev/graft/manifest"
@@ -189,7 +190,7 @@ const SlotSize = 4 << 20
 // DeviceOptions tune NewDevice.
 type DeviceOptions struct {
 	Broker string   // mqtt URL
-	Checks []string // health check lines; default broker, tuf and the self-test
+	Checks []string // health checks; default broker, tuf and the self-test
 	Board  string   // board file content to load (overrides sim), optional
 }
 
@@ -220,30 +221,30 @@ func NewDevice(t testing.TB, r *Repo, id string, o DeviceOptions) *Device {
 	if err := tuf.Init(filepath.Join(dir, "tuf"), root); err != nil {
 		t.Fatal(err)
 	}
-	checks := o.Checks
-	if checks == nil {
-		checks = []string{"broker, tuf", `exec:grep -q selftest=pass "$GRAFT_SLOT_DEVICE"`}
+	c := config.Default()
+	c.DeviceID, c.Board, c.DataDir = id, "sim", dir
+	c.Broker, c.KeepAlive = o.Broker, 5*time.Second
+	if c.Broker == "" {
+		c.Broker = "tcp://127.0.0.1:1"
 	}
-	broker := o.Broker
-	if broker == "" {
-		broker = "tcp://127.0.0.1:1"
+	c.MetadataURL, c.TargetsURL = r.URL+"/metadata", r.URL+"/targets"
+	c.HealthTimeout, c.LogLevel = 20*time.Second, "debug"
+	c.HealthChecks = o.Checks
+	if c.HealthChecks == nil {
+		c.HealthChecks = []string{"broker", "tuf", `exec:grep -q selftest=pass "$GRAFT_SLOT_DEVICE"`}
 	}
-	var conf strings.Builder
-	fmt.Fprintf(&conf, "[device]\nid = %s\nboard = sim\ndata_dir = %s\n", id, dir)
 	if o.Board != "" {
-		bf := filepath.Join(dir, "boards.json")
-		if err := os.WriteFile(bf, []byte(o.Board), 0o644); err != nil {
+		c.BoardFile = filepath.Join(dir, "boards.json")
+		if err := os.WriteFile(c.BoardFile, []byte(o.Board), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&conf, "board_file = %s\n", bf)
 	}
-	fmt.Fprintf(&conf, "\n[mqtt]\nbroker = %s\nkeepalive = 5s\n\n[tuf]\nmetadata_url = %s/metadata\ntargets_url = %s/targets\n\n[health]\ntimeout = 20s\n", broker, r.URL, r.URL)
-	for _, c := range checks {
-		fmt.Fprintf(&conf, "checks = %s\n", c)
+	conf, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
 	}
-	fmt.Fprintf(&conf, "\n[log]\nlevel = debug\n")
 	cfgPath := filepath.Join(dir, "agent.conf")
-	if err := os.WriteFile(cfgPath, []byte(conf.String()), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, conf, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return &Device{ID: id, Dir: dir, Config: cfgPath, Board: b, Factory: factory}

@@ -1,8 +1,11 @@
 package rig
 
 import (
+	"time"
+
 	"context"
 	"fmt"
+	"github.com/graft-dev/graft/agent/config"
 	"io"
 	"net/url"
 	"os"
@@ -114,26 +117,11 @@ func (g *Guest) agentConfig(spec GuestSpec) ([]byte, error) {
 		return nil, err
 	}
 	repo = strings.TrimSuffix(repo, "/")
-	return fmt.Appendf(nil, `# graft-agent on an emulated %s device
-[device]
-id = %s
-board = %s
-data_dir = /var/lib/graft
-
-[mqtt]
-broker = %s
-keepalive = 10s
-
-[tuf]
-metadata_url = %s/metadata
-targets_url = %s/targets
-
-[health]
-timeout = 60s
-
-[log]
-level = info
-`, spec.Arch, spec.DeviceID, g.Board, broker, repo, repo), nil
+	c := config.Default()
+	c.DeviceID, c.Board, c.Broker = spec.DeviceID, g.Board, broker
+	c.KeepAlive = 10 * time.Second
+	c.MetadataURL, c.TargetsURL = repo+"/metadata", repo+"/targets"
+	return c.Encode()
 }
 
 // SlotImage builds a slot image (a FAT file system with the kernel and an

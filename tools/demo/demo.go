@@ -20,6 +20,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/graft-dev/graft/agent/config"
 	"github.com/graft-dev/graft/agent/simboard"
 	"github.com/graft-dev/graft/boards"
 	"github.com/graft-dev/graft/transport"
@@ -69,8 +70,8 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	err = d.run(ctx)
-	d.stopAll()
 	d.sum.Duration = time.Since(start)
+	d.stopAll()
 	if err != nil {
 		return d.sum, err
 	}
@@ -159,7 +160,11 @@ func (d *demo) run(ctx context.Context) error {
 		return fmt.Errorf("graft-agent tuf init: %w: %s", err, out)
 	}
 	conf := filepath.Join(dev, "agent.conf")
-	if err := os.WriteFile(conf, []byte(agentConfig(dev, d.mqttURL, d.httpURL)), 0o644); err != nil {
+	confText, err := agentConfig(dev, d.mqttURL, d.httpURL)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(conf, confText, 0o644); err != nil {
 		return err
 	}
 
@@ -361,6 +366,9 @@ func (d *demo) runAgent(ctx context.Context, conf string) (int, error) {
 	}
 }
 
+// stopAll stops the device's agent first, so that it leaves the broker
+// cleanly, then the fleet server, and lets their last lines drain before
+// the summary.
 func (d *demo) stopAll() {
 	d.mu.Lock()
 	procs := d.procs
@@ -369,8 +377,10 @@ func (d *demo) stopAll() {
 		p := procs[i]
 		if p.Process != nil && p.ProcessState == nil {
 			p.Process.Signal(syscall.SIGTERM)
+			time.Sleep(300 * time.Millisecond)
 		}
 	}
+	time.Sleep(200 * time.Millisecond)
 }
 
 func (d *demo) summary() {
@@ -414,29 +424,16 @@ func image(version string, healthy bool, size int64) []byte {
 	return img
 }
 
-func agentConfig(dataDir, mqttURL, httpURL string) string {
-	return fmt.Sprintf(`# graft-agent config for the demo's simulated device
-[device]
-id = %s
-board = sim
-data_dir = %s
-
-[mqtt]
-broker = %s
-keepalive = 10s
-
-[tuf]
-metadata_url = %s/metadata
-targets_url = %s/targets
-
-[health]
-timeout = 20s
-checks = broker, tuf
-checks = exec:grep -q selftest=pass "$GRAFT_SLOT_DEVICE"
-
-[log]
-level = info
-`, device, dataDir, mqttURL, httpURL, httpURL)
+// agentConfig is the demo device's config: the fleet's broker and
+// repository, and a self-test health check that reads the booted slot.
+func agentConfig(dataDir, mqttURL, httpURL string) ([]byte, error) {
+	c := config.Default()
+	c.DeviceID, c.Board, c.DataDir = device, "sim", dataDir
+	c.Broker, c.KeepAlive = mqttURL, 10*time.Second
+	c.MetadataURL, c.TargetsURL = httpURL+"/metadata", httpURL+"/targets"
+	c.HealthTimeout = 20 * time.Second
+	c.HealthChecks = append(c.HealthChecks, `exec:grep -q selftest=pass "$GRAFT_SLOT_DEVICE"`)
+	return c.Encode()
 }
 
 // prefixWriter writes each line with a prefix.
