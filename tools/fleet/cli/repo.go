@@ -68,13 +68,7 @@ func repoAddTargetCmd() command {
 			dir := fs.String("dir", "", "repository `DIR` (required)")
 			asJSON := fs.Bool("json", false, "print the result as JSON")
 			return func(ctx context.Context, args []string) error {
-				if err := wantArgs(args, 2, "NAME FILE"); err != nil {
-					return err
-				}
-				if err := requireFlag("dir", *dir); err != nil {
-					return err
-				}
-				r, err := repo.Open(*dir)
+				r, err := openRepo(args, 2, "NAME FILE", *dir)
 				if err != nil {
 					return err
 				}
@@ -116,13 +110,7 @@ func repoAction(name, summary string, do func(*repo.Repo) error, done string) co
 		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 			dir := fs.String("dir", "", "repository `DIR` (required)")
 			return func(ctx context.Context, args []string) error {
-				if err := wantArgs(args, 0, "no arguments"); err != nil {
-					return err
-				}
-				if err := requireFlag("dir", *dir); err != nil {
-					return err
-				}
-				r, err := repo.Open(*dir)
+				r, err := openRepo(args, 0, "no arguments", *dir)
 				if err != nil {
 					return err
 				}
@@ -144,13 +132,7 @@ func repoRootCmd() command {
 			dir := fs.String("dir", "", "repository `DIR` (required)")
 			out := fs.String("out", "", "write the root to `FILE` instead of stdout")
 			return func(ctx context.Context, args []string) error {
-				if err := wantArgs(args, 0, "no arguments"); err != nil {
-					return err
-				}
-				if err := requireFlag("dir", *dir); err != nil {
-					return err
-				}
-				r, err := repo.Open(*dir)
+				r, err := openRepo(args, 0, "no arguments", *dir)
 				if err != nil {
 					return err
 				}
@@ -170,4 +152,16 @@ func repoRootCmd() command {
 			}
 		},
 	}
+}
+
+// openRepo checks a repo command's arguments, requires --dir and opens
+// the repository there.
+func openRepo(args []string, n int, what, dir string) (*repo.Repo, error) {
+	if err := wantArgs(args, n, what); err != nil {
+		return nil, err
+	}
+	if err := requireFlag("dir", dir); err != nil {
+		return nil, err
+	}
+	return repo.Open(dir)
 }
