@@ -3,7 +3,8 @@
 # Idempotent and quick when everything is there. Run as root (CI is).
 set -eu
 pkgs="mosquitto mosquitto-clients libubootenv-tool u-boot-tools grub-common xz-utils
- qemu-system-arm u-boot-qemu dosfstools mtools e2fsprogs fdisk cpio kmod"
+ qemu-system-arm u-boot-qemu dosfstools mtools e2fsprogs fdisk cpio kmod
+ qemu-system-x86 gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libssl3 make"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

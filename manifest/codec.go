@@ -21,11 +21,30 @@ const (
 	keyMinAgentVersion = 7
 	keyComponents      = 8
 
-	// component map; keys 3 (userspace live patch) and 4 (kernel live
-	// patch) are reserved and refused as unknown by this version.
-	keyComponentKind  = 0
-	keyComponentName  = 1
-	keyComponentImage = 2
+	// component map; the body key matches the kind
+	keyComponentKind        = 0
+	keyComponentName        = 1
+	keyComponentImage       = 2 // kind 1
+	keyComponentUserPatch   = 3 // kind 2
+	keyComponentKernelPatch = 4 // kind 3
+
+	// userspace live-patch map
+	keyUserSoname   = 0
+	keyUserBundles  = 1
+	keyUserFallback = 2
+
+	// bundle map
+	keyBundleBuildID = 0
+	keyBundleTarget  = 1
+	keyBundleSHA256  = 2
+
+	// kernel live-patch map
+	keyKernelTarget   = 0
+	keyKernelSHA256   = 1
+	keyKernelRelease  = 2
+	keyKernelName     = 3
+	keyKernelReplace  = 4
+	keyKernelFallback = 5
 
 	// image map
 	keyImageSlotGroup   = 0
@@ -50,10 +69,37 @@ var (
 		keyMinAgentVersion: "min agent version",
 		keyComponents:      "components",
 	}
+	// componentKeys holds the keys every component has; bodyKeys the one
+	// body key each kind adds.
 	componentKeys = map[uint64]string{
-		keyComponentKind:  "kind",
-		keyComponentName:  "name",
-		keyComponentImage: "image",
+		keyComponentKind: "kind",
+		keyComponentName: "name",
+	}
+	bodyKeys = map[ComponentKind]struct {
+		key  uint64
+		name string
+	}{
+		KindImage:       {keyComponentImage, "image"},
+		KindUserPatch:   {keyComponentUserPatch, "userspace patch"},
+		KindKernelPatch: {keyComponentKernelPatch, "kernel patch"},
+	}
+	userPatchKeys = map[uint64]string{
+		keyUserSoname:   "soname",
+		keyUserBundles:  "bundles",
+		keyUserFallback: "fallback",
+	}
+	bundleKeys = map[uint64]string{
+		keyBundleBuildID: "build id",
+		keyBundleTarget:  "target",
+		keyBundleSHA256:  "sha256",
+	}
+	kernelPatchKeys = map[uint64]string{
+		keyKernelTarget:   "target",
+		keyKernelSHA256:   "sha256",
+		keyKernelRelease:  "release",
+		keyKernelName:     "name",
+		keyKernelReplace:  "replace",
+		keyKernelFallback: "fallback",
 	}
 	imageKeys = map[uint64]string{
 		keyImageSlotGroup:   "slot group",
@@ -153,19 +199,33 @@ func decodeComponent(raw cbor.RawMessage, path string) (Component, error) {
 		return Component{}, err
 	}
 	// Like the format: the kind decides which keys exist.
-	kind := o.uint(keyComponentKind, true)
-	if o.err == nil && kind != uint64(KindImage) {
-		return Component{}, invalid(o.field(keyComponentKind), "unknown component kind %d (this agent knows 1, image; 2 and 3 are reserved for live patches)", kind)
+	kind := ComponentKind(o.uint(keyComponentKind, true))
+	body, ok := bodyKeys[kind]
+	if o.err == nil && !ok {
+		return Component{}, invalid(o.field(keyComponentKind), "unknown component kind %d (this agent knows 1 image, 2 userspace live patch, 3 kernel live patch)", uint(kind))
 	}
+	o.keys = map[uint64]string{keyComponentKind: "kind", keyComponentName: "name", body.key: body.name}
 	o.checkKeys()
-	c := Component{Kind: KindImage, Name: o.text(keyComponentName, true)}
-	imgRaw := o.get(keyComponentImage, majorMap, true)
+	c := Component{Kind: kind, Name: o.text(keyComponentName, true)}
+	bodyRaw := o.get(body.key, majorMap, true)
 	if o.err != nil {
 		return Component{}, o.err
 	}
-	im, err := readObject(imgRaw, o.field(keyComponentImage), imageKeys)
+	switch kind {
+	case KindImage:
+		c.Image, err = decodeImage(bodyRaw, o.field(body.key))
+	case KindUserPatch:
+		c.UserPatch, err = decodeUserPatch(bodyRaw, o.field(body.key))
+	case KindKernelPatch:
+		c.KernelPatch, err = decodeKernelPatch(bodyRaw, o.field(body.key))
+	}
+	return c, err
+}
+
+func decodeImage(raw cbor.RawMessage, path string) (*Image, error) {
+	im, err := readObject(raw, path, imageKeys)
 	if err != nil {
-		return Component{}, err
+		return nil, err
 	}
 	im.checkKeys()
 	img := &Image{
@@ -176,14 +236,62 @@ func decodeComponent(raw cbor.RawMessage, path string) (Component, error) {
 	}
 	comp := im.uint(keyImageCompression, true)
 	if im.err != nil {
-		return Component{}, im.err
+		return nil, im.err
 	}
 	if comp > uint64(CompressionZstd) {
-		return Component{}, invalid(im.field(keyImageCompression), "unknown compression %d", comp)
+		return nil, invalid(im.field(keyImageCompression), "unknown compression %d", comp)
 	}
 	img.Compression = Compression(comp)
-	c.Image = img
-	return c, nil
+	return img, nil
+}
+
+func decodeUserPatch(raw cbor.RawMessage, path string) (*UserPatch, error) {
+	o, err := readObject(raw, path, userPatchKeys)
+	if err != nil {
+		return nil, err
+	}
+	o.checkKeys()
+	u := &UserPatch{
+		Soname:   o.text(keyUserSoname, true),
+		Fallback: o.text(keyUserFallback, false),
+	}
+	items := o.array(keyUserBundles, true)
+	if o.err != nil {
+		return nil, o.err
+	}
+	for i, item := range items {
+		b, err := readObject(item, fmt.Sprintf("%s[%d]", o.field(keyUserBundles), i), bundleKeys)
+		if err != nil {
+			return nil, err
+		}
+		b.checkKeys()
+		u.Bundles = append(u.Bundles, PatchBundle{
+			BuildID: b.bytes(keyBundleBuildID, true),
+			Target:  b.text(keyBundleTarget, true),
+			SHA256:  b.bytes(keyBundleSHA256, true),
+		})
+		if b.err != nil {
+			return nil, b.err
+		}
+	}
+	return u, nil
+}
+
+func decodeKernelPatch(raw cbor.RawMessage, path string) (*KernelPatch, error) {
+	o, err := readObject(raw, path, kernelPatchKeys)
+	if err != nil {
+		return nil, err
+	}
+	o.checkKeys()
+	k := &KernelPatch{
+		Target:   o.text(keyKernelTarget, true),
+		SHA256:   o.bytes(keyKernelSHA256, true),
+		Release:  o.text(keyKernelRelease, true),
+		Name:     o.text(keyKernelName, true),
+		Replace:  o.boolean(keyKernelReplace),
+		Fallback: o.text(keyKernelFallback, false),
+	}
+	return k, o.err
 }
 
 // Encode validates m and returns its core deterministic CBOR encoding
@@ -196,17 +304,10 @@ func (m *Manifest) Encode() ([]byte, error) {
 	}
 	comps := make([]any, len(m.Components))
 	for i, c := range m.Components {
-		im := c.Image
 		comps[i] = map[uint64]any{
-			keyComponentKind: uint64(c.Kind),
-			keyComponentName: c.Name,
-			keyComponentImage: map[uint64]any{
-				keyImageSlotGroup:   im.SlotGroup,
-				keyImageTarget:      im.Target,
-				keyImageSize:        im.Size,
-				keyImageSHA256:      im.SHA256,
-				keyImageCompression: uint64(im.Compression),
-			},
+			keyComponentKind:     uint64(c.Kind),
+			keyComponentName:     c.Name,
+			bodyKeys[c.Kind].key: encodeBody(&c),
 		}
 	}
 	top := map[uint64]any{
@@ -232,15 +333,50 @@ func (m *Manifest) Encode() ([]byte, error) {
 	return b, nil
 }
 
+func encodeBody(c *Component) map[uint64]any {
+	switch c.Kind {
+	case KindUserPatch:
+		u := c.UserPatch
+		bundles := make([]any, len(u.Bundles))
+		for i, b := range u.Bundles {
+			bundles[i] = map[uint64]any{keyBundleBuildID: b.BuildID, keyBundleTarget: b.Target, keyBundleSHA256: b.SHA256}
+		}
+		m := map[uint64]any{keyUserSoname: u.Soname, keyUserBundles: bundles}
+		if u.Fallback != "" {
+			m[keyUserFallback] = u.Fallback
+		}
+		return m
+	case KindKernelPatch:
+		k := c.KernelPatch
+		m := map[uint64]any{keyKernelTarget: k.Target, keyKernelSHA256: k.SHA256, keyKernelRelease: k.Release, keyKernelName: k.Name}
+		if k.Replace {
+			m[keyKernelReplace] = true
+		}
+		if k.Fallback != "" {
+			m[keyKernelFallback] = k.Fallback
+		}
+		return m
+	}
+	im := c.Image
+	return map[uint64]any{
+		keyImageSlotGroup:   im.SlotGroup,
+		keyImageTarget:      im.Target,
+		keyImageSize:        im.Size,
+		keyImageSHA256:      im.SHA256,
+		keyImageCompression: uint64(im.Compression),
+	}
+}
+
 // CBOR major types.
 type majorType byte
 
 const (
-	majorUint  majorType = 0
-	majorBytes majorType = 2
-	majorText  majorType = 3
-	majorArray majorType = 4
-	majorMap   majorType = 5
+	majorUint   majorType = 0
+	majorBytes  majorType = 2
+	majorText   majorType = 3
+	majorArray  majorType = 4
+	majorMap    majorType = 5
+	majorSimple majorType = 7
 )
 
 func (t majorType) String() string {
@@ -360,6 +496,16 @@ func (o *object) text(key uint64, required bool) string {
 		}
 	}
 	return s
+}
+
+// boolean reads an optional boolean; absent is false. Writers leave false
+// out, so it has one encoding; an explicit false is still accepted.
+func (o *object) boolean(key uint64) bool {
+	var v bool
+	if raw := o.get(key, majorSimple, false); raw != nil {
+		o.decode(key, raw, &v)
+	}
+	return v
 }
 
 func (o *object) bytes(key uint64, required bool) []byte {

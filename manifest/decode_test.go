@@ -166,8 +166,9 @@ func TestDecodeRefuses(t *testing.T) {
 		// Components.
 		{"kind missing", edit(func(f *fixture) { f.comp = del(f.comp, kKind) }), manifest.ErrInvalid},
 		{"kind 0", edit(func(f *fixture) { f.comp = set(f.comp, kKind, cUint(0)) }), manifest.ErrInvalid},
-		{"kind 2, reserved userspace live patch", edit(func(f *fixture) { f.comp = set(f.comp, kKind, cUint(2)) }), manifest.ErrInvalid},
-		{"kind 3, reserved kernel live patch", edit(func(f *fixture) { f.comp = set(f.comp, kKind, cUint(3)) }), manifest.ErrInvalid},
+		{"kind 2 with an image body", edit(func(f *fixture) { f.comp = set(f.comp, kKind, cUint(2)) }), manifest.ErrUnknownKey},
+		{"kind 3 with an image body", edit(func(f *fixture) { f.comp = set(f.comp, kKind, cUint(3)) }), manifest.ErrUnknownKey},
+		{"kind 4", edit(func(f *fixture) { f.comp = set(f.comp, kKind, cUint(4)) }), manifest.ErrInvalid},
 		{"kind 2^32+1", edit(func(f *fixture) { f.comp = set(f.comp, kKind, cUint(1<<32+1)) }), manifest.ErrInvalid},
 		{"component name missing", edit(func(f *fixture) { f.comp = del(f.comp, kCompName) }), manifest.ErrInvalid},
 		{"image missing", edit(func(f *fixture) { f.components = cArray(cMap(f.comp...)) }), manifest.ErrInvalid},

@@ -109,7 +109,9 @@ func seedCorpus(t *testing.T) []seed {
 		{"invalid-tag", edit(func(f *fixture) { f.top = set(f.top, kName, cTag(32, cText("v2"))) }), manifest.ErrMalformed},
 		{"invalid-unknown-core-key", edit(func(f *fixture) { f.img = append(f.img, kv(5, cUint(0))) }), manifest.ErrUnknownKey},
 		{"invalid-format-2", format2, manifest.ErrUnsupportedFormat},
-		{"invalid-kind-2", edit(func(f *fixture) { f.comp = set(f.comp, kKind, cUint(2)) }), manifest.ErrInvalid},
+		{"invalid-kind-9", edit(func(f *fixture) { f.comp = set(f.comp, kKind, cUint(9)) }), manifest.ErrInvalid},
+		{"invalid-kind-2-image-body", edit(func(f *fixture) { f.comp = set(f.comp, kKind, cUint(2)) }), manifest.ErrUnknownKey},
+		{"valid-live", liveManifestBytes(t), nil},
 		{"invalid-short-sha256", edit(func(f *fixture) { f.img = set(f.img, kSHA256, cBytes(rootfsSum[:16])) }), manifest.ErrInvalid},
 	}
 }

@@ -80,9 +80,33 @@ func ParseCompression(s string) (Compression, error) {
 // ComponentKind says how a component is applied.
 type ComponentKind uint
 
-// Component kinds. Kinds 2 (userspace live patch) and 3 (kernel live
-// patch) are reserved in the format and refused by this version.
-const KindImage ComponentKind = 1
+// Component kinds. The numbers are the wire values.
+const (
+	KindImage       ComponentKind = 1 // a whole image for an A/B slot group
+	KindUserPatch   ComponentKind = 2 // a userspace live patch (ptrace-injected)
+	KindKernelPatch ComponentKind = 3 // a kernel livepatch module
+)
+
+// String names the kind as messages and status reports do.
+func (k ComponentKind) String() string {
+	switch k {
+	case KindImage:
+		return "image"
+	case KindUserPatch:
+		return "userspace live patch"
+	case KindKernelPatch:
+		return "kernel live patch"
+	}
+	return fmt.Sprintf("kind(%d)", uint(k))
+}
+
+// Live reports whether the kind is applied to the running system rather
+// than to an A/B slot.
+func (k ComponentKind) Live() bool { return k == KindUserPatch || k == KindKernelPatch }
+
+// MaxBundles is the most bundles (target builds) one userspace live-patch
+// component may name.
+const MaxBundles = 64
 
 // Image is an A/B image component: a whole image for the inactive slot of a
 // slot group.
@@ -94,11 +118,63 @@ type Image struct {
 	Compression Compression // how Target is compressed
 }
 
-// Component is one part of a release.
+// UserPatch is a userspace live-patch component: the same fix for one
+// library or program (one soname), as one bundle per build of it. The
+// agent patches every process that maps one of those builds.
+type UserPatch struct {
+	Soname   string        // e.g. "libc.so.6"; what status reports name
+	Bundles  []PatchBundle // one per target build, build IDs unique
+	Fallback string        // name of the image component with the same fix; empty = none
+}
+
+// PatchBundle names the bundle for one build of the target ELF.
+type PatchBundle struct {
+	BuildID []byte // the target's GNU build ID (NT_GNU_BUILD_ID), 8..64 bytes
+	Target  string // TUF target name of the bundle (format: manifest/ulp)
+	SHA256  []byte // 32 bytes, SHA-256 of the bundle
+}
+
+// KernelPatch is a kernel livepatch component: one module for one exact
+// kernel release.
+type KernelPatch struct {
+	Target   string // TUF target name of the .ko
+	SHA256   []byte // 32 bytes, SHA-256 of the .ko
+	Release  string // the kernel release (uname -r) the module is built for
+	Name     string // the livepatch name (/sys/kernel/livepatch/<Name>)
+	Replace  bool   // an atomic-replace (cumulative) patch: replaces all earlier ones
+	Fallback string // name of the image component with the same fix; empty = none
+}
+
+// Component is one part of a release. Exactly one of Image, UserPatch and
+// KernelPatch is set, the one Kind says.
 type Component struct {
-	Kind  ComponentKind
-	Name  string // e.g. "rootfs"
-	Image *Image // set when Kind == KindImage
+	Kind        ComponentKind
+	Name        string       // e.g. "rootfs", "glibc-cve-2026-1234"
+	Image       *Image       // Kind == KindImage
+	UserPatch   *UserPatch   // Kind == KindUserPatch
+	KernelPatch *KernelPatch // Kind == KindKernelPatch
+}
+
+// Fallback returns the name of the image component that carries the same
+// fix as a live component, or "" (also for images).
+func (c *Component) Fallback() string {
+	switch {
+	case c.UserPatch != nil:
+		return c.UserPatch.Fallback
+	case c.KernelPatch != nil:
+		return c.KernelPatch.Fallback
+	}
+	return ""
+}
+
+// Component returns the component called name, or nil.
+func (m *Manifest) Component(name string) *Component {
+	for i := range m.Components {
+		if m.Components[i].Name == name {
+			return &m.Components[i]
+		}
+	}
+	return nil
 }
 
 // Manifest is a decoded release manifest. The zero value is not valid; see
@@ -202,19 +278,97 @@ func (m *Manifest) Validate() error {
 			return invalid(field+".name", "component %q listed twice", c.Name)
 		}
 		names[c.Name] = true
-		if c.Kind != KindImage {
-			return invalid(field+".kind", "unknown component kind %d", c.Kind)
-		}
-		if c.Image == nil {
-			return invalid(field+".image", "missing for an image component")
-		}
-		if err := c.Image.validate(field + ".image"); err != nil {
+		if err := c.validateBody(field); err != nil {
 			return err
+		}
+		if c.Kind != KindImage {
+			continue
 		}
 		if groups[c.Image.SlotGroup] {
 			return invalid(field+".image.slot group", "slot group %q has two images", c.Image.SlotGroup)
 		}
 		groups[c.Image.SlotGroup] = true
+	}
+	for i := range m.Components {
+		c := &m.Components[i]
+		fb := c.Fallback()
+		if fb == "" {
+			continue
+		}
+		if t := m.Component(fb); t == nil || t.Kind != KindImage {
+			return invalid(fmt.Sprintf("components[%d].fallback", i), "%q is not an image component of this release", fb)
+		}
+	}
+	return nil
+}
+
+// validateBody checks that exactly the body Kind names is set, and checks it.
+func (c *Component) validateBody(field string) error {
+	set := 0
+	for _, p := range []bool{c.Image != nil, c.UserPatch != nil, c.KernelPatch != nil} {
+		if p {
+			set++
+		}
+	}
+	switch {
+	case c.Kind == KindImage && c.Image != nil && set == 1:
+		return c.Image.validate(field + ".image")
+	case c.Kind == KindUserPatch && c.UserPatch != nil && set == 1:
+		return c.UserPatch.validate(field + ".userspace patch")
+	case c.Kind == KindKernelPatch && c.KernelPatch != nil && set == 1:
+		return c.KernelPatch.validate(field + ".kernel patch")
+	case c.Kind < KindImage || c.Kind > KindKernelPatch:
+		return invalid(field+".kind", "unknown component kind %d", c.Kind)
+	}
+	return invalid(field, "a %s component needs exactly its own body", c.Kind)
+}
+
+func (u *UserPatch) validate(field string) error {
+	if err := requireText(field+".soname", u.Soname); err != nil {
+		return err
+	}
+	if !utf8.ValidString(u.Fallback) {
+		return invalid(field+".fallback", "not valid UTF-8")
+	}
+	if len(u.Bundles) == 0 {
+		return invalid(field+".bundles", "empty")
+	}
+	if len(u.Bundles) > MaxBundles {
+		return invalid(field+".bundles", "%d bundles, limit %d", len(u.Bundles), MaxBundles)
+	}
+	seen := make(map[string]bool, len(u.Bundles))
+	for i, b := range u.Bundles {
+		f := fmt.Sprintf("%s.bundles[%d]", field, i)
+		if n := len(b.BuildID); n < 8 || n > 64 {
+			return invalid(f+".build id", "%d bytes, want 8..64", n)
+		}
+		if seen[string(b.BuildID)] {
+			return invalid(f+".build id", "build %x listed twice", b.BuildID)
+		}
+		seen[string(b.BuildID)] = true
+		if err := requireText(f+".target", b.Target); err != nil {
+			return err
+		}
+		if len(b.SHA256) != 32 {
+			return invalid(f+".sha256", "%d bytes, want 32", len(b.SHA256))
+		}
+	}
+	return nil
+}
+
+func (k *KernelPatch) validate(field string) error {
+	for _, f := range [...]struct{ name, s string }{
+		{".target", k.Target}, {".release", k.Release}, {".name", k.Name},
+	} {
+		if err := requireText(field+f.name, f.s); err != nil {
+			return err
+		}
+	}
+	if !utf8.ValidString(k.Fallback) {
+		return invalid(field+".fallback", "not valid UTF-8")
+	}
+	if len(k.SHA256) != 32 {
+		return invalid(field+".sha256", "%d bytes, want 32", len(k.SHA256))
 	}
 	return nil
 }
