@@ -53,6 +53,7 @@ func commands() []command {
 		notifyCmd(),
 		statusCmd(),
 		serveCmd(),
+		patchBuildCmd(), patchShowCmd(),
 	}
 }
 

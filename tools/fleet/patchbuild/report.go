@@ -1,0 +1,45 @@
+package patchbuild
+
+// Report says what Build put into a bundle and what it checked.
+type Report struct {
+	Name    string `json:"name"`
+	Arch    string `json:"arch"`
+	Soname  string `json:"soname"`
+	BuildID string `json:"build_id"` // hex
+	// Replaced are the target functions the bundle redirects.
+	Replaced []FuncReport `json:"replaced"`
+	// New are functions of the fixed build only, carried in the patch.
+	New []string `json:"new,omitempty"`
+	// Copied are unchanged static functions the target has no symbol
+	// for, carried in the patch.
+	Copied []string `json:"copied,omitempty"`
+	// Rodata are the read-only data sections copied into the patch.
+	Rodata []string `json:"rodata,omitempty"`
+	// NewData are writable objects new in the fixed build (Data, BSS).
+	NewData  []string `json:"new_data,omitempty"`
+	GOTSlots int      `json:"got_slots"`
+	// Veneers are jumps through the target's GOT to functions it imports.
+	Veneers  int            `json:"veneers"`
+	Relocs   map[string]int `json:"relocs"` // by type name
+	ToTarget int            `json:"relocs_target"`
+	ToPatch  int            `json:"relocs_patch"`
+	Code     int            `json:"code_bytes"`
+	Data     int            `json:"data_bytes"`
+	BSS      uint64         `json:"bss_bytes"`
+	// Checks are the data layout checks that ran.
+	Checks []string `json:"checks"`
+	// Warnings are things the patch cannot change but that differ.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// FuncReport is one replaced function.
+type FuncReport struct {
+	Symbol   string `json:"symbol"`
+	Target   uint64 `json:"target"`
+	Size     uint64 `json:"size"`
+	New      uint64 `json:"new"`
+	Length   int    `json:"length"` // bytes of the replacement
+	Keep     uint64 `json:"keep,omitempty"`
+	CheckLen uint64 `json:"check_len"`
+	Thumb    bool   `json:"thumb,omitempty"`
+}
