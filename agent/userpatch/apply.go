@@ -1,0 +1,553 @@
+package userpatch
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/graft-dev/graft/manifest/ulp"
+)
+
+// Options tune how hard Apply and Revert try.
+type Options struct {
+	// Deadline bounds the retries while a function is busy (a thread
+	// runs in, or will return into, the bytes a trampoline overwrites).
+	// Zero means DefaultDeadline.
+	Deadline time.Duration
+	// MaxStack bounds how many bytes of each thread's stack are scanned
+	// for return addresses. Zero means DefaultMaxStack.
+	MaxStack uint64
+}
+
+// Defaults for Options.
+const (
+	DefaultDeadline = 5 * time.Second
+	DefaultMaxStack = 8 << 20
+	firstBackoff    = 200 * time.Microsecond
+	maxBackoff      = 50 * time.Millisecond
+)
+
+func (o Options) withDefaults() Options {
+	if o.Deadline <= 0 {
+		o.Deadline = DefaultDeadline
+	}
+	if o.MaxStack == 0 {
+		o.MaxStack = DefaultMaxStack
+	}
+	return o
+}
+
+// Site is one redirected function entry in one process.
+type Site struct {
+	Symbol string `json:"symbol"`
+	Addr   uint64 `json:"addr"`  // where the trampoline is written
+	Orig   []byte `json:"orig"`  // the bytes it replaced
+	Tramp  []byte `json:"tramp"` // the trampoline
+}
+
+// Applied is one bundle applied to one process: what Revert needs, and
+// what status reports show.
+type Applied struct {
+	Patch     string `json:"patch"`
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"` // with PID, names the process across PID reuse
+	Comm      string `json:"comm"`
+	Base      uint64 `json:"base"`     // the target's load base in the process
+	Mem       uint64 `json:"mem"`      // the patch mapping
+	MemSize   uint64 `json:"mem_size"` // its size
+	Sites     []Site `json:"sites"`
+	// Stop is how long the process was stopped by the attempt that
+	// succeeded; Attempts counts the attempts (retries when busy).
+	Stop     time.Duration `json:"stop_ns"`
+	Attempts int           `json:"attempts"`
+}
+
+// Patcher applies bundles to processes. Its methods are safe for
+// concurrent use; they are serialised on one tracer thread.
+type Patcher struct {
+	t *tracer
+}
+
+// NewPatcher starts the tracer thread. Close stops it.
+func NewPatcher() *Patcher { return &Patcher{t: newTracer()} }
+
+// Close ends the tracer thread.
+func (p *Patcher) Close() { p.t.close() }
+
+// Target is a process mapping a build, as Find reports it.
+type Target struct {
+	PID       int
+	StartTime uint64
+	Comm      string
+	Base      uint64 // load base of the build in the process
+	Path      string // the mapped file (may end in " (deleted)")
+	ExecEnd   uint64 // end of the build's highest mapping
+	maps      []Mapping
+	traced    int
+}
+
+// locate finds the mapping of the build in pid and its load base.
+func locate(pid int, buildID []byte, ids *idCache) (*Target, error) {
+	maps, err := readMaps(pid)
+	if err != nil {
+		return nil, err
+	}
+	st, err := readStat(pid)
+	if err != nil {
+		return nil, err
+	}
+	t := &Target{PID: pid, StartTime: st.StartTime, Comm: st.Comm, maps: maps, traced: st.TracerPID}
+	var key fileKey
+	for _, m := range maps {
+		if m.Inode == 0 || m.Offset != 0 {
+			continue
+		}
+		k := fileKey{m.Dev, m.Inode}
+		id, err := ids.buildID(pid, m, k)
+		if err != nil || !bytes.Equal(id, buildID) {
+			continue
+		}
+		t.Base, t.Path, key = m.Start, m.Path, k
+		break
+	}
+	if t.Path == "" {
+		return nil, fmt.Errorf("userpatch: pid %d (%s) maps no file with build %x: %w", pid, st.Comm, buildID, ErrWrongBuild)
+	}
+	for _, m := range maps {
+		if (fileKey{m.Dev, m.Inode}) == key && m.End > t.ExecEnd {
+			t.ExecEnd = m.End
+		}
+	}
+	return t, nil
+}
+
+// Apply applies b to process pid: maps and links the patch code, checks
+// the target's bytes, and writes the trampolines while no thread is in, or
+// will return into, the overwritten bytes — retrying until o.Deadline.
+// On any error the process is left as it was.
+func (p *Patcher) Apply(ctx context.Context, pid int, b *ulp.Bundle, o Options) (*Applied, error) {
+	o = o.withDefaults()
+	if b.Arch != nativeArch {
+		return nil, fmt.Errorf("userpatch: bundle %s is for %s, this agent patches %s processes: %w", b.Name, b.Arch, nativeArch, ErrWrongArch)
+	}
+	t, err := locate(pid, b.BuildID, globalIDs)
+	if err != nil {
+		return nil, err
+	}
+	if t.traced != 0 {
+		return nil, fmt.Errorf("userpatch: pid %d (%s) is traced by pid %d: %w", pid, t.Comm, t.traced, ErrTraced)
+	}
+	size := b.ImageSize(pageSize)
+	want := place(t.maps, t.Base, t.ExecEnd, size, uint64(ulp.NearRange(b.Arch)))
+	var image []byte
+	if want != 0 {
+		if image, err = ulp.Link(b, want, t.Base, pageSize); err != nil {
+			return nil, err
+		}
+	}
+	a := &Applied{Patch: b.Name, PID: pid, StartTime: t.StartTime, Comm: t.Comm, Base: t.Base, MemSize: size}
+	deadline := time.Now().Add(o.Deadline)
+	backoff := firstBackoff
+	for {
+		a.Attempts++
+		done, err := p.attemptApply(ctx, t, b, a, want, image, o)
+		if err != nil || done {
+			if err != nil && a.Mem != 0 {
+				p.unmap(ctx, a)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return a, nil
+		}
+		if time.Now().After(deadline) {
+			p.unmap(ctx, a)
+			return nil, fmt.Errorf("userpatch: pid %d (%s): %s: a thread stayed in the bytes to overwrite for %v (%d attempts): %w",
+				pid, t.Comm, b.Name, o.Deadline, a.Attempts, ErrBusy)
+		}
+		if err := sleep(ctx, backoff); err != nil {
+			p.unmap(ctx, a)
+			return nil, err
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// attemptApply is one stop of the process. It returns done=false when a
+// thread was in the way (the process is resumed; try again later).
+func (p *Patcher) attemptApply(ctx context.Context, t *Target, b *ulp.Bundle, a *Applied, want uint64, image []byte, o Options) (done bool, err error) {
+	err = p.t.do(ctx, func() error {
+		start := time.Now()
+		s, err := stopAll(t.PID)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			s.detach()
+			a.Stop = time.Since(start)
+		}()
+		if err := checkTargets(s, t.Base, b); err != nil {
+			return err
+		}
+		if a.Mem == 0 {
+			if err := s.mapPatch(t, b, a, want, &image); err != nil {
+				return err
+			}
+			if err := s.write(a.Mem, image); err != nil {
+				return err
+			}
+		}
+		sites := make([]Site, len(b.Funcs))
+		for i, f := range b.Funcs {
+			at := t.Base + f.Target + f.Keep
+			tr, err := ulp.Trampoline(b.Arch, f.Thumb, at, a.Mem+f.New)
+			if err != nil {
+				return fmt.Errorf("userpatch: %s: %w", f.Symbol, err)
+			}
+			if uint64(len(tr))+f.Keep > f.CheckLen {
+				return fmt.Errorf("userpatch: %s: a %d-byte trampoline after %d kept bytes overruns the %d checked bytes: %w",
+					f.Symbol, len(tr), f.Keep, f.CheckLen, ErrMismatch)
+			}
+			orig, err := s.read(at, len(tr))
+			if err != nil {
+				return err
+			}
+			sites[i] = Site{Symbol: f.Symbol, Addr: at, Orig: orig, Tramp: tr}
+		}
+		if busy, err := s.inUse(regionsOf(sites), o.MaxStack); err != nil || busy {
+			return err
+		}
+		for _, st := range sites {
+			if err := s.write(st.Addr, st.Tramp); err != nil {
+				// Put back what was written so far: no half patch.
+				for _, w := range sites {
+					_ = s.write(w.Addr, w.Orig)
+				}
+				return err
+			}
+		}
+		a.Sites = sites
+		done = true
+		return nil
+	})
+	return done, err
+}
+
+// checkTargets compares each replaced function's leading bytes in the
+// process with the bundle's hash.
+func checkTargets(s *stopped, base uint64, b *ulp.Bundle) error {
+	for _, f := range b.Funcs {
+		got, err := s.read(base+f.Target, int(f.CheckLen))
+		if err != nil {
+			return err
+		}
+		if sum := sha256.Sum256(got); !bytes.Equal(sum[:], f.Check) {
+			return fmt.Errorf("userpatch: pid %d: %s at %#x: the first %d bytes are not the ones %s was built against: %w",
+				s.pid, f.Symbol, base+f.Target, f.CheckLen, b.Name, ErrMismatch)
+		}
+	}
+	return nil
+}
+
+// mapPatch maps the patch image in the stopped process: at want when that
+// is still free (MAP_FIXED_NOREPLACE), anywhere otherwise (then the image
+// is linked again for where it landed).
+func (s *stopped) mapPatch(t *Target, b *ulp.Bundle, a *Applied, want uint64, image *[]byte) error {
+	scratch, err := scratchAddr(t)
+	if err != nil {
+		return err
+	}
+	const fixedNoReplace = 0x100000 // MAP_FIXED_NOREPLACE
+	prot := uint64(unix.PROT_READ | unix.PROT_EXEC)
+	flags := uint64(unix.MAP_PRIVATE | unix.MAP_ANONYMOUS)
+	var addr uint64
+	if want != 0 {
+		addr, err = s.syscall(scratch, sysMmap, want, a.MemSize, prot, flags|fixedNoReplace, ^uint64(0), mmapOffset(0))
+	}
+	if want == 0 || err != nil {
+		if err != nil && !errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.EINVAL) {
+			return err
+		}
+		if addr, err = s.syscall(scratch, sysMmap, 0, a.MemSize, prot, flags, ^uint64(0), mmapOffset(0)); err != nil {
+			return err
+		}
+	}
+	a.Mem = addr
+	if addr != want {
+		if *image, err = ulp.Link(b, addr, t.Base, pageSize); err != nil {
+			return err
+		}
+	}
+	if len(b.Data) > 0 || b.BSS > 0 {
+		off := b.DataOffset(pageSize)
+		if _, err := s.syscall(scratch, sysMprotect, addr+off, a.MemSize-off, unix.PROT_READ|unix.PROT_WRITE); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scratchAddr is where injected system calls run: the start of the
+// target's first executable mapping (its bytes are put back after each
+// call, and every thread is stopped meanwhile).
+func scratchAddr(t *Target) (uint64, error) {
+	for _, m := range t.maps {
+		if m.Exec() && m.Start >= t.Base && m.End <= t.ExecEnd {
+			return m.Start, nil
+		}
+	}
+	return 0, fmt.Errorf("userpatch: pid %d: the target has no executable mapping: %w", t.PID, ErrWrongBuild)
+}
+
+// unmap removes a patch mapping that carries no trampoline (after a
+// failed apply). Best effort: a process that exited needs nothing.
+func (p *Patcher) unmap(ctx context.Context, a *Applied) {
+	if a.Mem == 0 {
+		return
+	}
+	_ = p.t.do(context.WithoutCancel(ctx), func() error {
+		s, err := stopAll(a.PID)
+		if err != nil {
+			return err
+		}
+		defer s.detach()
+		t, err := locateAt(a)
+		if err != nil {
+			return err
+		}
+		scratch, err := scratchAddr(t)
+		if err != nil {
+			return err
+		}
+		_, err = s.syscall(scratch, sysMunmap, a.Mem, a.MemSize)
+		return err
+	})
+	a.Mem = 0
+}
+
+// locateAt re-reads the maps of a patched process.
+func locateAt(a *Applied) (*Target, error) {
+	maps, err := readMaps(a.PID)
+	if err != nil {
+		return nil, err
+	}
+	t := &Target{PID: a.PID, Base: a.Base, maps: maps}
+	for _, m := range maps {
+		if m.Start == a.Base {
+			for _, n := range maps {
+				if n.Dev == m.Dev && n.Inode == m.Inode && n.End > t.ExecEnd {
+					t.ExecEnd = n.End
+				}
+			}
+		}
+	}
+	return t, nil
+}
+
+// Revert restores the original bytes of every site of a, under the same
+// safety check as Apply, and unmaps the patch when no thread can still be
+// running in it (otherwise the mapping stays, unused).
+func (p *Patcher) Revert(ctx context.Context, a *Applied, o Options) error {
+	o = o.withDefaults()
+	deadline := time.Now().Add(o.Deadline)
+	backoff := firstBackoff
+	for attempt := 1; ; attempt++ {
+		done, err := p.attemptRevert(ctx, a, o)
+		if err != nil || done {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("userpatch: pid %d (%s): revert %s: a thread stayed in the trampoline bytes for %v (%d attempts): %w",
+				a.PID, a.Comm, a.Patch, o.Deadline, attempt, ErrBusy)
+		}
+		if err := sleep(ctx, backoff); err != nil {
+			return err
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+func (p *Patcher) attemptRevert(ctx context.Context, a *Applied, o Options) (done bool, err error) {
+	st, err := readStat(a.PID)
+	if err != nil {
+		return false, err
+	}
+	if st.StartTime != a.StartTime {
+		return false, fmt.Errorf("userpatch: pid %d is another process now: %w", a.PID, ErrGone)
+	}
+	err = p.t.do(ctx, func() error {
+		start := time.Now()
+		s, err := stopAll(a.PID)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			s.detach()
+			a.Stop = time.Since(start)
+		}()
+		for _, site := range a.Sites {
+			got, err := s.read(site.Addr, len(site.Tramp))
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(got, site.Tramp) {
+				return fmt.Errorf("userpatch: pid %d: %s at %#x does not hold %s's trampoline: %w", a.PID, site.Symbol, site.Addr, a.Patch, ErrNotApplied)
+			}
+		}
+		if busy, err := s.inUse(regionsOf(a.Sites), o.MaxStack); err != nil || busy {
+			return err
+		}
+		for _, site := range a.Sites {
+			if err := s.write(site.Addr, site.Orig); err != nil {
+				return err
+			}
+		}
+		done = true
+		// The code stays mapped while anything may still run in it.
+		inPatch, err := s.inUse([]region{{a.Mem, a.Mem + a.MemSize}}, o.MaxStack)
+		if err != nil || inPatch {
+			return nil
+		}
+		if t, err := locateAt(a); err == nil {
+			if scratch, err := scratchAddr(t); err == nil {
+				if _, err := s.syscall(scratch, sysMunmap, a.Mem, a.MemSize); err == nil {
+					a.Mem = 0
+				}
+			}
+		}
+		return nil
+	})
+	return done, err
+}
+
+// region is a half-open address range [lo, hi).
+type region struct{ lo, hi uint64 }
+
+func regionsOf(sites []Site) []region {
+	out := make([]region, len(sites))
+	for i, s := range sites {
+		out[i] = region{s.Addr, s.Addr + uint64(len(s.Tramp))}
+	}
+	return out
+}
+
+// inside reports whether v points strictly inside r: a thread at r.lo
+// (an instruction boundary before the write) is safe, one past it is not.
+func (r region) inside(v uint64) bool { return v > r.lo && v < r.hi }
+
+// inUse reports whether any thread's PC or link register, or any word on
+// any thread's stack (from its SP to the end of its stack mapping), points
+// strictly inside one of the regions. It is conservative: a stale word
+// that happens to look like such an address also counts.
+func (s *stopped) inUse(rs []region, maxStack uint64) (bool, error) {
+	hit := func(v uint64) bool {
+		if nativeArch == ulp.ARM {
+			v &^= 1 // Thumb return addresses carry bit 0
+		}
+		return slices.ContainsFunc(rs, func(r region) bool { return r.inside(v) })
+	}
+	var maps []Mapping
+	for _, th := range s.threads {
+		if hit(regPC(&th.regs)) || hit(regLR(&th.regs)) {
+			return true, nil
+		}
+		sp := regSP(&th.regs)
+		if maps == nil {
+			m, err := readMaps(s.pid)
+			if err != nil {
+				return false, err
+			}
+			maps = m
+		}
+		end := sp
+		for _, m := range maps {
+			if sp >= m.Start && sp < m.End {
+				end = m.End
+				break
+			}
+		}
+		end = min(end, sp+maxStack)
+		if end <= sp {
+			continue
+		}
+		stack, err := s.read(sp, int(end-sp))
+		if err != nil {
+			return false, err
+		}
+		for i := 0; i+wordSize <= len(stack); i += wordSize {
+			var v uint64
+			for j := wordSize - 1; j >= 0; j-- {
+				v = v<<8 | uint64(stack[i+j])
+			}
+			if hit(v) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// place picks an address for a patch of size bytes in a gap of maps as
+// close as possible to the target [lo, hi), so that near trampolines and
+// PC-relative references reach it. 0 means no gap is near enough.
+func place(maps []Mapping, lo, hi, size, reach uint64) uint64 {
+	sorted := slices.Clone(maps)
+	slices.SortFunc(sorted, func(a, b Mapping) int { return cmpU64(a.Start, b.Start) })
+	best, bestDist := uint64(0), reach
+	for i := 0; i+1 < len(sorted); i++ {
+		g0, g1 := pageUp(sorted[i].End), sorted[i+1].Start&^(pageSize-1)
+		if strings.HasPrefix(sorted[i+1].Path, "[stack") || g1 < g0+size+2*pageSize {
+			continue
+		}
+		// Leave a guard page on each side.
+		var cand uint64
+		if g1 <= lo {
+			cand = g1 - pageSize - pageUp(size)
+		} else {
+			cand = g0 + pageSize
+		}
+		var dist uint64
+		switch {
+		case cand+size <= lo:
+			dist = hi - cand
+		case cand >= hi:
+			dist = cand + size - lo
+		default:
+			continue
+		}
+		if dist < bestDist {
+			best, bestDist = cand, dist
+		}
+	}
+	return best
+}
+
+func pageUp(v uint64) uint64 { return (v + pageSize - 1) &^ (pageSize - 1) }
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,381 @@
+package userpatch_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/graft-dev/graft/agent/userpatch"
+	"github.com/graft-dev/graft/agent/userpatch/userpatchtest"
+	"github.com/graft-dev/graft/manifest/ulp"
+)
+
+// fixtureEnv names a directory of fixtures built on the host for this
+// arch (the emulated-guest scenarios set it); without it the test builds
+// them with the native compiler against the host's own libraries.
+const fixtureEnv = "GRAFT_ULP_FIXTURES"
+
+// stressEnv overrides the number of apply/revert cycles of TestStress.
+const stressEnv = "GRAFT_ULP_CYCLES"
+
+var (
+	fixOnce sync.Once
+	fix     *userpatchtest.Fixtures
+	fixErr  error
+)
+
+func fixtures(t *testing.T) *userpatchtest.Fixtures {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("live patching is Linux only")
+	}
+	fixOnce.Do(func() {
+		if dir := os.Getenv(fixtureEnv); dir != "" {
+			fix = &userpatchtest.Fixtures{Dir: dir, GOARCH: runtime.GOARCH}
+			return
+		}
+		if runtime.GOARCH != "amd64" {
+			fixErr = fmt.Errorf("no %s: fixtures for %s are built on the host", fixtureEnv, runtime.GOARCH)
+			return
+		}
+		dir, err := os.MkdirTemp("", "userpatch-fixtures-")
+		if err != nil {
+			fixErr = err
+			return
+		}
+		fix, fixErr = userpatchtest.Build(context.Background(), "amd64", dir, userpatchtest.HostLibs())
+	})
+	if fixErr != nil {
+		t.Fatalf("fixtures: %v", fixErr)
+	}
+	return fix
+}
+
+// proc is a running fixture program whose stdout lines the test watches.
+type proc struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	last  string
+	lines int
+	done  chan struct{}
+	err   error
+}
+
+func start(t *testing.T, f *userpatchtest.Fixtures, prog string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(f.Path(prog), args...)
+	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+f.Dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.last = sc.Text()
+			p.lines++
+			p.mu.Unlock()
+		}
+		p.err = cmd.Wait()
+		if s := stderr.String(); s != "" {
+			p.err = fmt.Errorf("%w: stderr: %s", p.err, s)
+		}
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// waitFor waits until the program prints a line containing want.
+func (p *proc) waitFor(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		p.mu.Lock()
+		last := p.last
+		p.mu.Unlock()
+		if strings.Contains(last, want) {
+			return
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("pid %d exited (%v) before printing %q; last line %q", p.pid(), p.err, want, last)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d never printed %q; last line %q", p.pid(), want, last)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// calls returns the calls= figure of gtprog's last line.
+func (p *proc) calls(t *testing.T) int {
+	t.Helper()
+	p.mu.Lock()
+	last := p.last
+	p.mu.Unlock()
+	_, c, ok := strings.Cut(last, "calls=")
+	n, err := strconv.Atoi(c)
+	if !ok || err != nil {
+		t.Fatalf("no calls= in %q", last)
+	}
+	return n
+}
+
+// alive fails the test if the program died.
+func (p *proc) alive(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.done:
+		t.Fatalf("pid %d died: %v", p.pid(), p.err)
+	default:
+	}
+}
+
+func bundle(t *testing.T, f *userpatchtest.Fixtures, name string) *ulp.Bundle {
+	t.Helper()
+	b, err := f.Bundle(name)
+	if err != nil {
+		t.Fatalf("bundle %s: %v", name, err)
+	}
+	return b
+}
+
+// funcBytes reads the first bytes of every function a bundle replaces, in
+// a running process, so that a test can see nothing changed.
+func funcBytes(t *testing.T, pid int, b *ulp.Bundle) []byte {
+	t.Helper()
+	base, err := userpatch.LoadBase(pid, b.BuildID)
+	if err != nil {
+		t.Fatalf("load base: %v", err)
+	}
+	mem, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	var out []byte
+	for _, fn := range b.Funcs {
+		buf := make([]byte, fn.CheckLen)
+		if _, err := mem.ReadAt(buf, int64(base+fn.Target)); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, buf...)
+	}
+	return out
+}
+
+func TestApplyRevertTestLibrary(t *testing.T) {
+	f := fixtures(t)
+	p := start(t, f, userpatchtest.GTProg, "4")
+	p.waitFor(t, userpatchtest.GTBefore)
+	pt := userpatch.NewPatcher()
+	defer pt.Close()
+	ctx := context.Background()
+	a, err := pt.Apply(ctx, p.pid(), bundle(t, f, userpatchtest.GTBundle), userpatch.Options{})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	t.Logf("applied in %d attempt(s), process stopped %v", a.Attempts, a.Stop)
+	p.waitFor(t, userpatchtest.GTAfter)
+	// The replacement counts in the library's own static variable.
+	c1 := p.calls(t)
+	time.Sleep(20 * time.Millisecond)
+	if c2 := p.calls(t); c2 <= c1 {
+		t.Errorf("gt_calls() stayed at %d after the patch: the replacement does not update the library's counter", c1)
+	}
+	if err := pt.Revert(ctx, a, userpatch.Options{}); err != nil {
+		t.Fatalf("Revert: %v", err)
+	}
+	p.waitFor(t, userpatchtest.GTBefore)
+	p.alive(t)
+}
+
+func TestApplyRevertGlibcAndOpenSSL(t *testing.T) {
+	f := fixtures(t)
+	p := start(t, f, userpatchtest.LibcProg)
+	p.waitFor(t, userpatchtest.AtoiBefore)
+	p.mu.Lock()
+	before := p.last
+	p.mu.Unlock()
+	pt := userpatch.NewPatcher()
+	defer pt.Close()
+	ctx := context.Background()
+	atoi, err := pt.Apply(ctx, p.pid(), bundle(t, f, userpatchtest.AtoiBundle), userpatch.Options{})
+	if err != nil {
+		t.Fatalf("Apply atoi: %v", err)
+	}
+	p.waitFor(t, userpatchtest.AtoiAfter)
+	ssl, err := pt.Apply(ctx, p.pid(), bundle(t, f, userpatchtest.SSLBundle), userpatch.Options{})
+	if err != nil {
+		t.Fatalf("Apply OpenSSL_version: %v", err)
+	}
+	p.waitFor(t, userpatchtest.SSLAfter)
+	t.Logf("atoi stop %v, OpenSSL_version stop %v", atoi.Stop, ssl.Stop)
+	for _, a := range []*userpatch.Applied{atoi, ssl} {
+		if err := pt.Revert(ctx, a, userpatch.Options{}); err != nil {
+			t.Fatalf("Revert %s: %v", a.Patch, err)
+		}
+	}
+	p.waitFor(t, before)
+	p.alive(t)
+}
+
+func TestRefusedBundlesLeaveProcessUntouched(t *testing.T) {
+	f := fixtures(t)
+	p := start(t, f, userpatchtest.GTProg, "2")
+	p.waitFor(t, userpatchtest.GTBefore)
+	good := bundle(t, f, userpatchtest.GTBundle)
+	before := funcBytes(t, p.pid(), good)
+	mapsBefore, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", p.pid()))
+	pt := userpatch.NewPatcher()
+	defer pt.Close()
+	for _, tc := range []struct {
+		file string
+		want error
+	}{
+		{userpatchtest.OtherBuild, userpatch.ErrWrongBuild},
+		{userpatchtest.BadCheck, userpatch.ErrMismatch},
+		{userpatchtest.OtherArch, userpatch.ErrWrongArch},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			_, err := pt.Apply(context.Background(), p.pid(), bundle(t, f, tc.file), userpatch.Options{})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Apply = %v, want %v", err, tc.want)
+			}
+			t.Logf("refused: %v", err)
+		})
+	}
+	if after := funcBytes(t, p.pid(), good); !slices.Equal(before, after) {
+		t.Error("refused bundles changed the target's code")
+	}
+	if mapsAfter, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", p.pid())); string(mapsAfter) != string(mapsBefore) {
+		t.Errorf("refused bundles left mappings behind:\nbefore\n%s\nafter\n%s", mapsBefore, mapsAfter)
+	}
+	p.waitFor(t, userpatchtest.GTBefore)
+	p.alive(t)
+}
+
+// TestStress applies and reverts the test library's patch 1,000 times
+// while 8 threads call the patched function and abort on a wrong value.
+func TestStress(t *testing.T) {
+	f := fixtures(t)
+	cycles := 1000
+	if s := os.Getenv(stressEnv); s != "" {
+		cycles, _ = strconv.Atoi(s)
+	}
+	if testing.Short() {
+		cycles = 50
+	}
+	p := start(t, f, userpatchtest.GTProg, "8")
+	p.waitFor(t, userpatchtest.GTBefore)
+	b := bundle(t, f, userpatchtest.GTBundle)
+	pt := userpatch.NewPatcher()
+	defer pt.Close()
+	ctx := context.Background()
+	var stops []time.Duration
+	retries := 0
+	for i := range cycles {
+		a, err := pt.Apply(ctx, p.pid(), b, userpatch.Options{})
+		if err != nil {
+			t.Fatalf("cycle %d: Apply: %v", i, err)
+		}
+		stops = append(stops, a.Stop)
+		retries += a.Attempts - 1
+		if err := pt.Revert(ctx, a, userpatch.Options{}); err != nil {
+			t.Fatalf("cycle %d: Revert: %v", i, err)
+		}
+		p.alive(t)
+	}
+	slices.Sort(stops)
+	t.Logf("%d cycles, 8 threads: apply stop median %v, p99 %v, max %v; %d retries while busy",
+		cycles, stops[len(stops)/2], stops[len(stops)*99/100], stops[len(stops)-1], retries)
+	p.waitFor(t, userpatchtest.GTBefore)
+	p.alive(t)
+}
+
+// TestManagerPatchesLaterProcesses: a bundle made active reaches a
+// process that starts afterwards, survives a restart of the manager (from
+// its journal), and Remove reverts it everywhere.
+func TestManagerPatchesLaterProcesses(t *testing.T) {
+	f := fixtures(t)
+	dir := t.TempDir()
+	first := start(t, f, userpatchtest.GTProg, "1")
+	first.waitFor(t, userpatchtest.GTBefore)
+	ap, err := userpatch.NewApplier(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := bundle(t, f, userpatchtest.GTBundle)
+	keep := filepath.Join(dir, "gt.ulp")
+	raw, _ := os.ReadFile(f.Path(userpatchtest.GTBundle))
+	os.WriteFile(keep, raw, 0o600)
+	res, err := ap.Manager().Add(ctx, b, keep)
+	if err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	if len(res) != 1 || res[0].PID != first.pid() || res[0].Result != userpatch.ResultApplied {
+		t.Fatalf("Add results = %+v, want the one running process applied", res)
+	}
+	first.waitFor(t, userpatchtest.GTAfter)
+	ran := make(chan struct{})
+	go func() { ap.Run(ctx); close(ran) }()
+	later := start(t, f, userpatchtest.GTProg, "1")
+	began := time.Now()
+	later.waitFor(t, userpatchtest.GTAfter)
+	t.Logf("a process started later was patched %v after it started (rescan every %v)", time.Since(began), userpatch.RescanInterval)
+	// The journal is written after the pass that patched it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, _ := userpatch.LoadState(dir)
+		if len(st) == 1 && len(st[0].Procs) == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-ran
+	ap.Close()
+
+	// A restarted agent restores both processes from its journal.
+	ap2, err := userpatch.NewApplier(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ap2.Close()
+	act := ap2.Manager().Active()
+	if len(act) != 1 || len(act[0].Procs) != 2 {
+		t.Fatalf("restored %+v, want one patch carried by 2 processes", act)
+	}
+	if _, err := ap2.Manager().Remove(context.Background(), b.Name); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	first.waitFor(t, userpatchtest.GTBefore)
+	later.waitFor(t, userpatchtest.GTBefore)
+}

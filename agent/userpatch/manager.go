@@ -1,0 +1,325 @@
+package userpatch
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/graft-dev/graft/manifest/ulp"
+)
+
+// Result of one process, as status reports show it.
+type Result string
+
+// Results.
+const (
+	ResultApplied  Result = "applied"
+	ResultSkipped  Result = "skipped" // traced by a debugger, or gone meanwhile
+	ResultFailed   Result = "failed"
+	ResultReverted Result = "reverted"
+)
+
+// ProcResult is what happened in one process.
+type ProcResult struct {
+	PID    int           `json:"pid"`
+	Comm   string        `json:"comm"`
+	Result Result        `json:"result"`
+	Reason string        `json:"reason,omitempty"`
+	Stop   time.Duration `json:"stop_ns,omitempty"`
+}
+
+// Active is one bundle the agent keeps applied, with the processes that
+// carry it. It is what the agent journals: enough to re-apply after a
+// restart and to revert.
+type Active struct {
+	Name    string     `json:"name"`
+	BuildID string     `json:"build_id"` // hex
+	Soname  string     `json:"soname,omitempty"`
+	File    string     `json:"file"` // the verified bundle on local storage
+	Procs   []*Applied `json:"procs,omitempty"`
+	bundle  *ulp.Bundle
+}
+
+// Store persists the active patches (the agent's journal).
+type Store interface {
+	SavePatches([]Active) error
+}
+
+// Manager keeps bundles applied to every process that maps their target
+// build, including processes that start later (Rescan, Run). Its methods
+// are safe for concurrent use.
+type Manager struct {
+	p     *Patcher
+	store Store
+	log   *slog.Logger
+	opts  Options
+	self  int
+
+	mu     sync.Mutex
+	active []*Active
+	last   map[string][]ProcResult // per bundle key: the results of the latest pass
+	seen   map[procKey]bool        // processes checked and found not to need a bundle
+}
+
+type procKey struct {
+	pid   int
+	start uint64
+}
+
+// NewManager returns a Manager restoring the given active patches (from
+// the journal): their bundles are read from their files again and the
+// processes still carrying them are kept; Rescan re-applies the rest.
+func NewManager(store Store, log *slog.Logger, o Options, restored []Active) (*Manager, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{p: NewPatcher(), store: store, log: log, opts: o, self: os.Getpid(),
+		last: map[string][]ProcResult{}, seen: map[procKey]bool{}}
+	for _, a := range restored {
+		b, err := readBundle(a.File)
+		if err != nil {
+			return nil, fmt.Errorf("userpatch: restore %s: %w", a.Name, err)
+		}
+		a := a
+		a.bundle = b
+		a.Procs = slices.DeleteFunc(a.Procs, func(ap *Applied) bool { return !carries(ap) })
+		m.active = append(m.active, &a)
+	}
+	return m, nil
+}
+
+// Close stops the tracer thread.
+func (m *Manager) Close() { m.p.Close() }
+
+func readBundle(name string) (*ulp.Bundle, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	return ulp.Decode(b)
+}
+
+// carries reports whether the process a names still runs and still holds
+// a's trampolines (it may have exited, or exec'd another program).
+func carries(a *Applied) bool {
+	st, err := readStat(a.PID)
+	if err != nil || st.StartTime != a.StartTime {
+		return false
+	}
+	f, err := os.Open(fmt.Sprintf("%s/%d/mem", procDir, a.PID))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, s := range a.Sites {
+		got := make([]byte, len(s.Tramp))
+		if _, err := f.ReadAt(got, int64(s.Addr)); err != nil || !bytes.Equal(got, s.Tramp) {
+			return false
+		}
+	}
+	return true
+}
+
+func key(name string, id []byte) string { return name + "@" + hex.EncodeToString(id) }
+
+// Add makes b active: it is applied to every running process that maps
+// its build now, and to later ones by Rescan. file is where the verified
+// bundle is kept (for restarts). The results say what happened per
+// process; an error means b was not made active.
+func (m *Manager) Add(ctx context.Context, b *ulp.Bundle, file string) ([]ProcResult, error) {
+	if b.Arch != nativeArch {
+		return nil, fmt.Errorf("userpatch: bundle %s is for %s, this agent patches %s processes: %w", b.Name, b.Arch, nativeArch, ErrWrongArch)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, a := range m.active {
+		if a.Name == b.Name && a.BuildID == hex.EncodeToString(b.BuildID) {
+			return m.last[key(a.Name, b.BuildID)], nil // already active
+		}
+	}
+	a := &Active{Name: b.Name, BuildID: hex.EncodeToString(b.BuildID), Soname: b.Soname, File: file, bundle: b}
+	m.active = append(m.active, a)
+	clear(m.seen)
+	res := m.pass(ctx, a)
+	if err := m.save(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// Remove reverts every active bundle called name in every process that
+// carries it and forgets them. ErrNotApplied when none is active.
+func (m *Manager) Remove(ctx context.Context, name string) ([]ProcResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var res []ProcResult
+	var errs []error
+	found := false
+	keep := m.active[:0]
+	for _, a := range m.active {
+		if a.Name != name {
+			keep = append(keep, a)
+			continue
+		}
+		found = true
+		var left []*Applied
+		for _, ap := range a.Procs {
+			err := m.p.Revert(ctx, ap, m.opts)
+			switch {
+			case err == nil:
+				res = append(res, ProcResult{PID: ap.PID, Comm: ap.Comm, Result: ResultReverted, Stop: ap.Stop})
+			case errors.Is(err, ErrGone):
+				res = append(res, ProcResult{PID: ap.PID, Comm: ap.Comm, Result: ResultSkipped, Reason: "exited"})
+			default:
+				left = append(left, ap)
+				errs = append(errs, err)
+				res = append(res, ProcResult{PID: ap.PID, Comm: ap.Comm, Result: ResultFailed, Reason: err.Error()})
+			}
+		}
+		if len(left) > 0 {
+			a.Procs = left
+			keep = append(keep, a) // still carried somewhere: stays active
+		}
+	}
+	m.active = keep
+	if !found {
+		return nil, fmt.Errorf("userpatch: no active patch %q: %w", name, ErrNotApplied)
+	}
+	if err := m.save(); err != nil {
+		errs = append(errs, err)
+	}
+	return res, errors.Join(errs...)
+}
+
+// Rescan applies every active bundle to processes that map its build and
+// do not carry it yet, and forgets processes that exited. It returns the
+// results of the processes it acted on.
+func (m *Manager) Rescan(ctx context.Context) []ProcResult {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var res []ProcResult
+	changed := false
+	for _, a := range m.active {
+		n := len(a.Procs)
+		a.Procs = slices.DeleteFunc(a.Procs, func(ap *Applied) bool { return !alive(ap) })
+		changed = changed || n != len(a.Procs)
+		r := m.pass(ctx, a)
+		changed = changed || len(r) > 0
+		res = append(res, r...)
+	}
+	if changed {
+		if err := m.save(); err != nil {
+			m.log.Error("live patches: journal", "err", err)
+		}
+	}
+	return res
+}
+
+func alive(a *Applied) bool {
+	st, err := readStat(a.PID)
+	return err == nil && st.StartTime == a.StartTime
+}
+
+// pass applies a to every process that maps its build and does not carry
+// it. Called with mu held.
+func (m *Manager) pass(ctx context.Context, a *Active) []ProcResult {
+	all, err := pids()
+	if err != nil {
+		m.log.Error("live patches: list processes", "err", err)
+		return nil
+	}
+	carried := map[procKey]bool{}
+	for _, ap := range a.Procs {
+		carried[procKey{ap.PID, ap.StartTime}] = true
+	}
+	var res []ProcResult
+	for _, pid := range all {
+		if pid == m.self || ctx.Err() != nil {
+			continue
+		}
+		st, err := readStat(pid)
+		if err != nil {
+			continue
+		}
+		k := procKey{pid, st.StartTime}
+		if carried[k] {
+			continue
+		}
+		t, err := locate(pid, a.bundle.BuildID, globalIDs)
+		if err != nil {
+			continue // another program, or gone
+		}
+		r := ProcResult{PID: pid, Comm: t.Comm}
+		ap, err := m.p.Apply(ctx, pid, a.bundle, m.opts)
+		switch {
+		case err == nil:
+			a.Procs = append(a.Procs, ap)
+			r.Result, r.Stop = ResultApplied, ap.Stop
+			m.log.Info("live patch applied", "patch", a.Name, "pid", pid, "comm", t.Comm, "stop", ap.Stop, "attempts", ap.Attempts)
+		case errors.Is(err, ErrGone):
+			continue
+		case errors.Is(err, ErrTraced):
+			r.Result, r.Reason = ResultSkipped, err.Error()
+			m.log.Warn("live patch skipped", "patch", a.Name, "pid", pid, "err", err)
+		default:
+			r.Result, r.Reason = ResultFailed, err.Error()
+			m.log.Error("live patch failed", "patch", a.Name, "pid", pid, "err", err)
+		}
+		res = append(res, r)
+	}
+	m.last[key(a.Name, a.bundle.BuildID)] = res
+	return res
+}
+
+func (m *Manager) save() error {
+	if m.store == nil {
+		return nil
+	}
+	return m.store.SavePatches(m.snapshot())
+}
+
+func (m *Manager) snapshot() []Active {
+	out := make([]Active, len(m.active))
+	for i, a := range m.active {
+		out[i] = *a
+		out[i].Procs = slices.Clone(a.Procs)
+	}
+	return out
+}
+
+// Active returns the active patches and the processes carrying them.
+func (m *Manager) Active() []Active {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.snapshot()
+}
+
+// Run rescans every interval until ctx ends: processes that start later
+// get the active patches within about one interval.
+func (m *Manager) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if m.hasActive() {
+				m.Rescan(ctx)
+			}
+		}
+	}
+}
+
+func (m *Manager) hasActive() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.active) > 0
+}
