@@ -421,8 +421,9 @@ func (p *Patcher) attemptRevert(ctx context.Context, a *Applied, o Options) (don
 			}
 		}
 		done = true
-		// The code stays mapped while anything may still run in it.
-		inPatch, err := s.inUse([]region{{a.Mem, a.Mem + a.MemSize}}, o.MaxStack)
+		// The code stays mapped while anything may still run in it,
+		// including a thread about to run its first instruction.
+		inPatch, err := s.inUse([]region{{a.Mem - 1, a.Mem + a.MemSize}}, o.MaxStack)
 		if err != nil || inPatch {
 			return nil
 		}

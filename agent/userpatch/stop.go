@@ -5,17 +5,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // thread is one seized, stopped thread.
 type thread struct {
-	tid  int
-	sig  int // a signal the thread stopped with, delivered again at detach
-	regs regs
+	tid     int
+	sig     int  // a signal the thread stopped with, delivered again at detach
+	stopped bool // in a ptrace stop (as far as the tracer knows)
+	dead    bool // exited and reaped
+	regs    regs
 }
 
 // stopped is a process with every thread seized and stopped. Its methods
@@ -62,27 +66,22 @@ func stopAll(pid int) (_ *stopped, err error) {
 		var pending []*thread
 		for _, tid := range fresh {
 			th, err := seize(tid)
+			if th != nil {
+				// Attached: from here on detach must see it.
+				s.threads = append(s.threads, th)
+				pending = append(pending, th)
+			}
 			if errors.Is(err, ErrGone) {
 				continue // a thread that exited meanwhile
 			}
 			if err != nil {
 				return nil, err
 			}
-			pending = append(pending, th)
 		}
-		for _, th := range pending {
-			sig, event, err := waitStop(th.tid)
-			if errors.Is(err, ErrGone) {
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			if event == 0 {
-				th.sig = sig // it stopped for a signal of its own first
-			}
-			s.threads = append(s.threads, th)
+		if err := collect(pending, s.threads, time.Now().Add(stopTimeout)); err != nil {
+			return nil, fmt.Errorf("userpatch: pid %d: %w", pid, err)
 		}
+		s.threads = slices.DeleteFunc(s.threads, func(th *thread) bool { return th.dead })
 		added := len(fresh) > 0
 		if !added {
 			break
@@ -112,46 +111,118 @@ func gone(err error) error {
 	return err
 }
 
-// seize attaches to one thread and asks it to stop; waitStop waits.
+// seize attaches to one thread and asks it to stop; collect waits. A
+// non-nil thread is attached, even when an error comes with it.
 func seize(tid int) (*thread, error) {
 	if err := unix.PtraceSeize(tid); err != nil {
+		// EPERM means another tracer, or a thread already exiting.
 		if errors.Is(err, syscall.EPERM) {
-			return nil, fmt.Errorf("userpatch: thread %d: %w: %w", tid, ErrTraced, err)
+			if st, serr := readStat(tid); serr == nil && st.TracerPID != 0 {
+				return nil, fmt.Errorf("userpatch: thread %d is traced by pid %d: %w: %w", tid, st.TracerPID, ErrTraced, err)
+			}
+			return nil, fmt.Errorf("userpatch: thread %d is exiting: %w: %w", tid, ErrGone, err)
 		}
 		return nil, fmt.Errorf("userpatch: seize thread %d: %w", tid, gone(err))
 	}
+	th := &thread{tid: tid}
 	if err := unix.PtraceInterrupt(tid); err != nil {
-		return nil, fmt.Errorf("userpatch: interrupt thread %d: %w", tid, gone(err))
+		// Attached but dying: collect and detach reap it.
+		return th, fmt.Errorf("userpatch: interrupt thread %d: %w", tid, gone(err))
 	}
-	return &thread{tid: tid}, nil
+	return th, nil
 }
 
-// waitStop waits for tid's next stop and returns the stop signal and the
-// ptrace event (0 for a signal-delivery stop).
-func waitStop(tid int) (sig, event int, err error) {
+// stopTimeout bounds how long threads may take to stop (or an injected
+// system call to return).
+const stopTimeout = 3 * time.Second
+
+// collect polls the threads in want until each has stopped or exited,
+// reaping the threads in others that exit meanwhile. Polling, not a
+// blocking wait: when a traced process dies, its leader's exit is
+// reported only after the tracer has reaped every other thread, so a
+// blocking wait for one thread could wait forever.
+func collect(want, others []*thread, deadline time.Time) error {
+	pause := time.Duration(0)
 	for {
-		var ws unix.WaitStatus
-		_, err := unix.Wait4(tid, &ws, unix.WALL, nil)
-		if errors.Is(err, syscall.EINTR) {
+		waiting := 0
+		for _, th := range want {
+			if th.stopped || th.dead {
+				continue
+			}
+			if !poll(th) {
+				waiting++
+			}
+		}
+		for _, th := range others {
+			if th.stopped && !th.dead {
+				reapIfDead(th)
+			}
+		}
+		if waiting == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d threads did not stop in %v: %w", waiting, stopTimeout, ErrBusy)
+		}
+		if pause > 0 {
+			time.Sleep(pause)
+		}
+		pause = min(max(pause*2, 5*time.Microsecond), time.Millisecond)
+	}
+}
+
+// poll checks th for a stop or an exit without blocking; it reports
+// whether th is settled (stopped or dead).
+func poll(th *thread) bool {
+	var ws unix.WaitStatus
+	wpid, err := unix.Wait4(th.tid, &ws, unix.WALL|unix.WNOHANG, nil)
+	switch {
+	case errors.Is(err, syscall.EINTR) || (err == nil && wpid == 0):
+		return false
+	case err != nil || ws.Exited() || ws.Signaled():
+		th.dead, th.stopped = true, false
+	case ws.Stopped():
+		th.stopped = true
+		if ws>>16 == 0 && th.sig == 0 {
+			th.sig = int(ws.StopSignal()) // it stopped for a signal of its own
+		}
+	}
+	return true
+}
+
+// reapIfDead reaps a stopped thread that was killed meanwhile. Only for
+// threads already known to be stopped: for them the only news can be
+// their death.
+func reapIfDead(th *thread) { poll(th) }
+
+// detach lets every thread go, giving back a signal it stopped with. A
+// thread that is no longer in a stop was killed meanwhile (SIGKILL wakes
+// a tracee): it is reaped, or its process could never be.
+func (s *stopped) detach() {
+	var killed []*thread
+	for _, th := range s.threads {
+		if th.dead {
 			continue
 		}
-		if err != nil {
-			return 0, 0, fmt.Errorf("userpatch: wait for thread %d: %w: %w", tid, ErrGone, err)
-		}
-		switch {
-		case ws.Exited() || ws.Signaled():
-			return 0, 0, fmt.Errorf("userpatch: thread %d ended (%v): %w", tid, ws, ErrGone)
-		case ws.Stopped():
-			return int(ws.StopSignal()), int(ws) >> 16, nil
+		_, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(th.tid), 0, uintptr(th.sig), 0, 0)
+		if errno == syscall.ESRCH {
+			th.stopped = false
+			killed = append(killed, th)
 		}
 	}
-}
-
-// detach lets every thread go, giving back a signal it stopped with.
-func (s *stopped) detach() {
-	for _, th := range s.threads {
-		// A thread that died meanwhile cannot be detached: nothing to do.
-		_, _, _ = unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(th.tid), 0, uintptr(th.sig), 0, 0)
+	// A killed thread exits promptly; one that stops again instead
+	// (a last event) is detached again.
+	deadline := time.Now().Add(stopTimeout)
+	for len(killed) > 0 && time.Now().Before(deadline) {
+		_ = collect(killed, nil, deadline)
+		killed = slices.DeleteFunc(killed, func(th *thread) bool {
+			if th.dead {
+				return true
+			}
+			_, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(th.tid), 0, 0, 0, 0)
+			th.stopped = false
+			return errno != syscall.ESRCH
+		})
 	}
 	s.threads = nil
 	if s.mem != nil {
@@ -173,6 +244,37 @@ func (s *stopped) write(addr uint64, b []byte) error {
 		return fmt.Errorf("userpatch: pid %d: write %d bytes at %#x: %w", s.pid, len(b), addr, err)
 	}
 	return nil
+}
+
+// collectOne waits (polling) for th's next stop and returns its status;
+// ErrGone when th exits instead.
+func collectOne(th *thread, others []*thread, ws *unix.WaitStatus) error {
+	deadline := time.Now().Add(stopTimeout)
+	pause := time.Duration(0)
+	for {
+		wpid, err := unix.Wait4(th.tid, ws, unix.WALL|unix.WNOHANG, nil)
+		switch {
+		case errors.Is(err, syscall.EINTR) || (err == nil && wpid == 0):
+		case err != nil || ws.Exited() || ws.Signaled():
+			th.dead = true
+			return fmt.Errorf("thread %d ended: %w", th.tid, ErrGone)
+		case ws.Stopped():
+			th.stopped = true
+			return nil
+		}
+		for _, o := range others {
+			if o.stopped && !o.dead {
+				reapIfDead(o)
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("thread %d did not stop in %v: %w", th.tid, stopTimeout, ErrBusy)
+		}
+		if pause > 0 {
+			time.Sleep(pause)
+		}
+		pause = min(max(pause*2, 5*time.Microsecond), time.Millisecond)
+	}
 }
 
 // maxSyscallStops bounds the stops an injected system call may take
@@ -201,18 +303,20 @@ func (s *stopped) syscall(scratch, nr uint64, args ...uint64) (uint64, error) {
 		return 0, fmt.Errorf("userpatch: pid %d: set registers: %w", s.pid, gone(err))
 	}
 	defer unix.PtraceSetRegs(th.tid, &saved) //nolint:errcheck // a gone thread needs no registers
+	others := s.threads[1:]
 	for range maxSyscallStops {
 		if err := unix.PtraceCont(th.tid, 0); err != nil {
 			return 0, fmt.Errorf("userpatch: pid %d: continue: %w", s.pid, gone(err))
 		}
-		sig, event, err := waitStop(th.tid)
-		if err != nil {
-			return 0, err
+		th.stopped = false
+		var ws unix.WaitStatus
+		if err := collectOne(th, others, &ws); err != nil {
+			return 0, fmt.Errorf("userpatch: pid %d: injected syscall %d: %w", s.pid, nr, err)
 		}
-		if event != 0 {
+		if ws>>16 != 0 {
 			continue // a pending interrupt's stop: run on
 		}
-		if sig != int(syscall.SIGTRAP) {
+		if sig := int(ws.StopSignal()); sig != int(syscall.SIGTRAP) {
 			if th.sig == 0 {
 				th.sig = sig // the process's own signal: delivered at detach
 			}

@@ -9,6 +9,17 @@
 // exit status 75 (the agent asked for a reboot), after 2 s otherwise.
 // Every step is logged to the console with the prefix "graft-init: ".
 //
+// Run mode: with graft.run=1 on the kernel command line, init reads
+// /etc/graft-run (JSON: {"argv": ["/abs/prog", ...], "env": ["K=V", ...]})
+// and, after the modules and the network, runs that program as the
+// machine's only job instead of mounting the disk and starting the agent:
+// standard output and error on the console, standard input /dev/null,
+// tmpfs on /dev/shm, working directory /, PATH and HOME set and then the
+// given environment. When it exits, init prints "graft-run: exit N" (128+S
+// for death by signal S, after "graft-run: killed by signal S"; 127 after
+// "graft-run: error: ..." if it could not be started), syncs and powers the
+// machine off. The rig's RunGuest builds such machines.
+//
 // It never exits, except when /etc/graft-init-fail exists: then it exits
 // with status 1 on purpose, so the kernel panics (and with panic=N resets),
 // which is the rig's release that does not boot.

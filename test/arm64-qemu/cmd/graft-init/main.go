@@ -54,8 +54,12 @@ func main() {
 		unix.Sync()
 		os.Exit(1)
 	}
+	run := runMode()
 	loadModules()
 	configureNetwork()
+	if run {
+		runProgram() // never returns
+	}
 	if err := mountDisk(); err != nil {
 		logf("error: %v", err)
 		restart(restartDelay)
@@ -242,20 +246,11 @@ func runAgent() (unix.WaitStatus, error) {
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", agentPath, err)
 	}
-	pid := cmd.Process.Pid
-	for {
-		var ws unix.WaitStatus
-		got, err := unix.Wait4(-1, &ws, 0, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return 0, fmt.Errorf("wait for %s (pid %d): %w", agentPath, pid, err)
-		}
-		if got == pid && (ws.Exited() || ws.Signaled()) {
-			return ws, nil
-		}
+	ws, err := waitReaping(cmd.Process.Pid)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", agentPath, err)
 	}
+	return ws, nil
 }
 
 // restart syncs, unmounts the disk and restarts the machine after delay.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -89,4 +91,57 @@ func parseModuleList(data []byte) ([]string, error) {
 		mods = append(mods, "/"+p)
 	}
 	return mods, nil
+}
+
+// errRunConfig is returned by parseRunConfig for a bad /etc/graft-run.
+var errRunConfig = errors.New("malformed run config")
+
+// runConfig is the program run mode runs: /etc/graft-run, a JSON object
+// {"argv": ["/abs/prog", "arg", ...], "env": ["KEY=VALUE", ...]}, written
+// into the initramfs by the rig's RunGuest.
+type runConfig struct {
+	Argv []string `json:"argv"`
+	Env  []string `json:"env"`
+}
+
+// parseRunArg reports whether the kernel command line selects run mode
+// with graft.run=1 (the last graft.run= wins; any other value is off).
+func parseRunArg(cmdline string) bool {
+	on := false
+	for _, f := range strings.Fields(cmdline) {
+		if v, found := strings.CutPrefix(f, "graft.run="); found {
+			on = v == "1"
+		}
+	}
+	return on
+}
+
+// parseRunConfig decodes and checks /etc/graft-run: a program given by
+// absolute path, arguments and environment entries without NUL bytes, and
+// environment entries of the form KEY=VALUE with a non-empty KEY.
+func parseRunConfig(data []byte) (runConfig, error) {
+	var c runConfig
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return runConfig{}, fmt.Errorf("%w: %w", errRunConfig, err)
+	}
+	if dec.More() {
+		return runConfig{}, fmt.Errorf("%w: data after the object", errRunConfig)
+	}
+	if len(c.Argv) == 0 || !path.IsAbs(c.Argv[0]) {
+		return runConfig{}, fmt.Errorf("%w: argv must start with an absolute path, got %q", errRunConfig, c.Argv)
+	}
+	for _, a := range c.Argv {
+		if strings.ContainsRune(a, 0) {
+			return runConfig{}, fmt.Errorf("%w: argument %q holds a NUL byte", errRunConfig, a)
+		}
+	}
+	for _, e := range c.Env {
+		k, _, ok := strings.Cut(e, "=")
+		if !ok || k == "" || strings.ContainsRune(e, 0) {
+			return runConfig{}, fmt.Errorf("%w: environment entry %q is not KEY=VALUE", errRunConfig, e)
+		}
+	}
+	return c, nil
 }
