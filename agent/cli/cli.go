@@ -45,6 +45,8 @@ func commands() []command {
 		{"slots", "[--config FILE] [--json]", "the board's slots and the bootloader's view of them", cmdSlots},
 		{"bootenv", "get NAME... | set NAME=VALUE... (--fw-env-config FILE | --grubenv FILE | --config FILE)", "read or change the bootloader environment", cmdBootenv},
 		{"tuf", "init ROOT_FILE | refresh | download TARGET... [flags]", "the TUF client on its own, for debugging trust", cmdTUF},
+		{"patches", "[--config FILE] [--json]", "the userspace live patches applied and the processes carrying them", cmdPatches},
+		{"revert", "PATCH [--config FILE] [--json]", "revert a userspace live patch in every process (through the daemon when it runs)", cmdRevert},
 		{"version", "", "print the agent version", cmdVersion},
 	}
 }

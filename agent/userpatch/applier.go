@@ -95,13 +95,26 @@ func (a *Applier) Manager() *Manager { return a.m }
 // Close stops the tracer thread.
 func (a *Applier) Close() { a.m.Close() }
 
-// Run re-applies the restored patches at once, then rescans every
-// RescanInterval until ctx ends.
+// Run re-applies the restored patches at once, then, every
+// RescanInterval until ctx ends, patches processes that started since and
+// carries out revert requests from the command line (RequestRevert).
 func (a *Applier) Run(ctx context.Context) {
 	if a.m.hasActive() {
 		a.m.Rescan(ctx)
 	}
-	a.m.Run(ctx, RescanInterval)
+	t := time.NewTicker(RescanInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.serveRequests(ctx)
+			if a.m.hasActive() {
+				a.m.Rescan(ctx)
+			}
+		}
+	}
 }
 
 // Check decides whether c can be applied live here: this agent's arch

@@ -53,7 +53,7 @@ type Store interface {
 }
 
 // Manager keeps bundles applied to every process that maps their target
-// build, including processes that start later (Rescan, Run). Its methods
+// build, including processes that start later (Rescan). Its methods
 // are safe for concurrent use.
 type Manager struct {
 	p     *Patcher
@@ -299,23 +299,6 @@ func (m *Manager) Active() []Active {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.snapshot()
-}
-
-// Run rescans every interval until ctx ends: processes that start later
-// get the active patches within about one interval.
-func (m *Manager) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if m.hasActive() {
-				m.Rescan(ctx)
-			}
-		}
-	}
 }
 
 func (m *Manager) hasActive() bool {

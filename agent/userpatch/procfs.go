@@ -257,3 +257,7 @@ func LoadBase(pid int, buildID []byte) (uint64, error) {
 	}
 	return t.Base, nil
 }
+
+// Carries reports whether the process named in a still runs and still
+// holds a's trampolines (it may have exited, or exec'd another program).
+func Carries(a *Applied) bool { return carries(a) }

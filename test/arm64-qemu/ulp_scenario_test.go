@@ -1,0 +1,97 @@
+package rig
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/graft-dev/graft/agent/userpatch/userpatchtest"
+)
+
+// TestUserspaceLivePatchGuests runs agent/userpatch's own tests — apply
+// and revert on the test library, on Debian's glibc atoi and OpenSSL's
+// OpenSSL_version in live processes, the refused bundles, thread churn,
+// processes dying mid-apply, the manager, and the apply/revert stress —
+// inside emulated arm64 and armv7 guests: Debian kernels, Debian's arm64
+// and armhf libc6/libssl3, programs built with the cross compilers and
+// bundles built by graft-fleet's patch builder against the guest's exact
+// libraries. ptrace does not work under qemu-user, hence system guests.
+func TestUserspaceLivePatchGuests(t *testing.T) {
+	for _, arch := range []Arch{ARM64, ARMHF} {
+		t.Run(string(arch), func(t *testing.T) {
+			m, err := runMachineFor(arch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := exec.LookPath(m.qemu); err != nil {
+				t.Skipf("%s not installed", m.qemu)
+			}
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+			defer cancel()
+			dir := t.TempDir()
+			logf := func(f string, a ...any) { t.Logf(f, a...) }
+			ul, err := FetchUserland(ctx, arch, logf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			libc, err := ul.Lib("libc.so.6")
+			if err != nil {
+				t.Fatal(err)
+			}
+			crypto, err := ul.Lib("libcrypto.so.3")
+			if err != nil {
+				t.Fatal(err)
+			}
+			goarch, _ := arch.GOARCH()
+			fixDir := filepath.Join(dir, "ulp")
+			if _, err := userpatchtest.Build(ctx, goarch, fixDir, userpatchtest.Libs{Libc: libc, Libcrypto: crypto}); err != nil {
+				t.Fatal(err)
+			}
+			testBin := filepath.Join(dir, "userpatch.test")
+			if err := BuildGoTest(ctx, arch, "github.com/graft-dev/graft/agent/userpatch", testBin); err != nil {
+				t.Fatal(err)
+			}
+			files, err := ul.Files()
+			if err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, File{Path: "bin/userpatch.test", Src: testBin})
+			ents, err := os.ReadDir(fixDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range ents {
+				if !e.IsDir() {
+					files = append(files, File{Path: "ulp/" + e.Name(), Src: filepath.Join(fixDir, e.Name())})
+				}
+			}
+			var console strings.Builder
+			res, err := RunGuest(ctx, filepath.Join(dir, "guest"), RunSpec{
+				Arch:    arch,
+				Files:   files,
+				Argv:    []string{"/bin/userpatch.test", "-test.v", "-test.count=1"},
+				Env:     []string{"GRAFT_ULP_FIXTURES=/ulp", "GRAFT_ULP_CYCLES=200", "TMPDIR=/tmp"},
+				Timeout: 10 * time.Minute,
+				Console: &console,
+				Logf:    logf,
+			})
+			if err != nil {
+				t.Fatalf("guest: %v\n%s", err, console.String())
+			}
+			for _, line := range strings.Split(res.Output, "\n") {
+				if strings.Contains(line, "live_test.go") || strings.Contains(line, "--- ") {
+					t.Log(strings.TrimSpace(line))
+				}
+			}
+			if res.ExitCode != 0 || !strings.Contains(res.Output, "\nPASS\n") {
+				t.Fatalf("userpatch tests in the %s guest: exit %d\n%s", arch, res.ExitCode, res.Output)
+			}
+			t.Logf("%s guest: userpatch tests passed in %v", arch, res.Elapsed)
+		})
+	}
+}
