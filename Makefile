@@ -49,14 +49,20 @@ vet:
 test: deps vet
 	$(GO) test -count=1 -timeout 20m ./...
 
-## bench: A/B install throughput vs dd+sha256sum, idle RSS, binary sizes and dependency costs (figures only, no timed assertions)
+## bench: A/B install throughput vs dd+sha256sum, idle RSS, live-patch stop times, binary sizes and dependency costs (figures only, no timed assertions)
 bench: deps
 	@echo "== install vs dd+sha256sum, idle RSS (shared machine: figures are noisy)"
 	@log=$$(mktemp); GRAFT_BENCH=1 $(GO) test -count=1 -timeout 10m -v -run '^(TestInstallVsDD|TestIdleRSSBench)$$' ./agent/slot/ ./agent/daemon/ >$$log 2>&1; \
 	  rc=$$?; if [ $$rc -ne 0 ]; then cat $$log; else grep -Ev '^(=== |--- PASS|PASS$$|ok )' $$log; fi; rm -f $$log; exit $$rc
+	@echo "== userspace live patches: stop time per apply (2 busy threads), 100 processes, later processes"
+	@log=$$(mktemp); GRAFT_BENCH=1 $(GO) test -count=1 -timeout 10m -v -run '^(TestStopTimeBench|TestHundredProcessesBench)$$' ./agent/userpatch/ >$$log 2>&1; \
+	  rc=$$?; if [ $$rc -ne 0 ]; then cat $$log; else grep -Ev '^(=== |--- PASS|PASS$$|ok )' $$log; fi; rm -f $$log; exit $$rc
 	@echo "== go test -bench BenchmarkInstall (64 MiB image onto a file slot)"
 	@log=$$(mktemp); $(GO) test -count=1 -run '^$$' -bench '^BenchmarkInstall$$' -benchtime 3x ./agent/slot/ >$$log 2>&1; \
 	  rc=$$?; if [ $$rc -ne 0 ]; then cat $$log; else grep -E '^(Benchmark|cpu:)' $$log; fi; rm -f $$log; exit $$rc
+	@echo "== kernel live patch: agent time (verified module → enabled) and kernel transition time, Debian amd64 under QEMU"
+	@log=$$(mktemp); $(GO) test -count=1 -timeout 15m -v -run '^TestKLPAgentAMD64$$' ./test/arm64-qemu/ >$$log 2>&1; \
+	  rc=$$?; if [ $$rc -ne 0 ]; then tail -50 $$log; else grep -E 'klp-bench:' $$log; fi; rm -f $$log; exit $$rc
 	@echo "== device binary sizes and dependency costs"
 	$(GO) run ./cross/cmd/graft-cross -version $(VERSION) -out out -deps
 

@@ -232,7 +232,7 @@ func (p *Patcher) attemptApply(ctx context.Context, t *Target, b *ulp.Bundle, a 
 			}
 			sites[i] = Site{Symbol: f.Symbol, Addr: at, Orig: orig, Tramp: tr}
 		}
-		if busy, err := s.inUse(regionsOf(sites), o.MaxStack); err != nil || busy {
+		if busy, err := s.inUse(regionsOf(sites), t.maps, o.MaxStack); err != nil || busy {
 			return err
 		}
 		for _, st := range sites {
@@ -412,7 +412,7 @@ func (p *Patcher) attemptRevert(ctx context.Context, a *Applied, o Options) (don
 				return fmt.Errorf("userpatch: pid %d: %s at %#x does not hold %s's trampoline: %w", a.PID, site.Symbol, site.Addr, a.Patch, ErrNotApplied)
 			}
 		}
-		if busy, err := s.inUse(regionsOf(a.Sites), o.MaxStack); err != nil || busy {
+		if busy, err := s.inUse(regionsOf(a.Sites), nil, o.MaxStack); err != nil || busy {
 			return err
 		}
 		for _, site := range a.Sites {
@@ -423,7 +423,7 @@ func (p *Patcher) attemptRevert(ctx context.Context, a *Applied, o Options) (don
 		done = true
 		// The code stays mapped while anything may still run in it,
 		// including a thread about to run its first instruction.
-		inPatch, err := s.inUse([]region{{a.Mem - 1, a.Mem + a.MemSize}}, o.MaxStack)
+		inPatch, err := s.inUse([]region{{a.Mem - 1, a.Mem + a.MemSize}}, nil, o.MaxStack)
 		if err != nil || inPatch {
 			return nil
 		}
@@ -457,33 +457,40 @@ func (r region) inside(v uint64) bool { return v > r.lo && v < r.hi }
 // inUse reports whether any thread's PC or link register, or any word on
 // any thread's stack (from its SP to the end of its stack mapping), points
 // strictly inside one of the regions. It is conservative: a stale word
-// that happens to look like such an address also counts.
-func (s *stopped) inUse(rs []region, maxStack uint64) (bool, error) {
+// that happens to look like such an address also counts. maps, read
+// before the stop, saves reading them while the process waits; they are
+// read again when a stack is not in them (a thread started since).
+func (s *stopped) inUse(rs []region, maps []Mapping, maxStack uint64) (bool, error) {
 	hit := func(v uint64) bool {
 		if nativeArch == ulp.ARM {
 			v &^= 1 // Thumb return addresses carry bit 0
 		}
 		return slices.ContainsFunc(rs, func(r region) bool { return r.inside(v) })
 	}
-	var maps []Mapping
+	fresh := false
+	if maps == nil {
+		m, err := readMaps(s.pid)
+		if err != nil {
+			return false, err
+		}
+		maps, fresh = m, true
+	}
 	for _, th := range s.threads {
 		if hit(regPC(&th.regs)) || hit(regLR(&th.regs)) {
 			return true, nil
 		}
 		sp := regSP(&th.regs)
-		if maps == nil {
+		end, ok := mappingEnd(maps, sp)
+		if !ok && !fresh {
 			m, err := readMaps(s.pid)
 			if err != nil {
 				return false, err
 			}
-			maps = m
+			maps, fresh = m, true
+			end, ok = mappingEnd(maps, sp)
 		}
-		end := sp
-		for _, m := range maps {
-			if sp >= m.Start && sp < m.End {
-				end = m.End
-				break
-			}
+		if !ok {
+			return true, nil // a stack nowhere in the maps: assume the worst
 		}
 		end = min(end, sp+maxStack)
 		if end <= sp {
@@ -504,6 +511,16 @@ func (s *stopped) inUse(rs []region, maxStack uint64) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// mappingEnd returns the end of the mapping holding addr.
+func mappingEnd(maps []Mapping, addr uint64) (uint64, bool) {
+	for _, m := range maps {
+		if addr >= m.Start && addr < m.End {
+			return m.End, true
+		}
+	}
+	return 0, false
 }
 
 // place picks an address for a patch of size bytes in a gap of maps as

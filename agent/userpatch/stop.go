@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"syscall"
@@ -142,7 +143,7 @@ const stopTimeout = 3 * time.Second
 // reported only after the tracer has reaped every other thread, so a
 // blocking wait for one thread could wait forever.
 func collect(want, others []*thread, deadline time.Time) error {
-	pause := time.Duration(0)
+	var b backoff
 	for {
 		waiting := 0
 		for _, th := range want {
@@ -164,10 +165,24 @@ func collect(want, others []*thread, deadline time.Time) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%d threads did not stop in %v: %w", waiting, stopTimeout, ErrBusy)
 		}
-		if pause > 0 {
-			time.Sleep(pause)
-		}
-		pause = min(max(pause*2, 5*time.Microsecond), time.Millisecond)
+		b.wait()
+	}
+}
+
+// backoff paces polling: a few immediate retries (a running thread stops
+// within microseconds of an interrupt), then short sleeps — the stop
+// time of the whole process is what the poll interval adds to.
+type backoff struct{ n int }
+
+func (b *backoff) wait() {
+	b.n++
+	switch {
+	case b.n <= 4:
+		runtime.Gosched()
+	case b.n <= 1000:
+		time.Sleep(20 * time.Microsecond)
+	default:
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -250,7 +265,7 @@ func (s *stopped) write(addr uint64, b []byte) error {
 // ErrGone when th exits instead.
 func collectOne(th *thread, others []*thread, ws *unix.WaitStatus) error {
 	deadline := time.Now().Add(stopTimeout)
-	pause := time.Duration(0)
+	var b backoff
 	for {
 		wpid, err := unix.Wait4(th.tid, ws, unix.WALL|unix.WNOHANG, nil)
 		switch {
@@ -270,10 +285,7 @@ func collectOne(th *thread, others []*thread, ws *unix.WaitStatus) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("thread %d did not stop in %v: %w", th.tid, stopTimeout, ErrBusy)
 		}
-		if pause > 0 {
-			time.Sleep(pause)
-		}
-		pause = min(max(pause*2, 5*time.Microsecond), time.Millisecond)
+		b.wait()
 	}
 }
 
