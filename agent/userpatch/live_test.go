@@ -394,3 +394,30 @@ func TestManagerPatchesLaterProcesses(t *testing.T) {
 	first.waitFor(t, userpatchtest.GTBefore)
 	later.waitFor(t, userpatchtest.GTBefore)
 }
+
+// TestEntryInstructions: the test library built with endbr64 (x86-64),
+// PACIASP/BTI (arm64) at function entries, or as ARM-state code (arm):
+// the bundle keeps the entry instruction and the patch works.
+func TestEntryInstructions(t *testing.T) {
+	f := fixtures(t)
+	ef := &userpatchtest.Fixtures{Dir: f.Path(userpatchtest.EntryDir), GOARCH: f.GOARCH}
+	b := bundle(t, ef, userpatchtest.GTBundle)
+	t.Logf("%s: keep %d bytes at the entry, thumb %v", b.Funcs[0].Symbol, b.Funcs[0].Keep, b.Funcs[0].Thumb)
+	if runtime.GOARCH != "arm" && b.Funcs[0].Keep == 0 {
+		t.Errorf("the bundle keeps no entry instruction of %s", b.Funcs[0].Symbol)
+	}
+	p := start(t, ef, userpatchtest.GTProg, "2")
+	p.waitFor(t, userpatchtest.GTBefore)
+	pt := userpatch.NewPatcher()
+	defer pt.Close()
+	a, err := pt.Apply(context.Background(), p.pid(), b, userpatch.Options{})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	p.waitFor(t, userpatchtest.GTAfter)
+	if err := pt.Revert(context.Background(), a, userpatch.Options{}); err != nil {
+		t.Fatalf("Revert: %v", err)
+	}
+	p.waitFor(t, userpatchtest.GTBefore)
+	p.alive(t)
+}

@@ -2,7 +2,7 @@ package rig
 
 import (
 	"context"
-	"os"
+	"io/fs"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -61,14 +61,21 @@ func TestUserspaceLivePatchGuests(t *testing.T) {
 				t.Fatal(err)
 			}
 			files = append(files, File{Path: "bin/userpatch.test", Src: testBin})
-			ents, err := os.ReadDir(fixDir)
+			err = filepath.WalkDir(fixDir, func(p string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				rel, _ := filepath.Rel(fixDir, p)
+				switch {
+				case d.IsDir() && (rel == "obj" || rel == "other-arch" || filepath.Base(rel) == "obj"):
+					return filepath.SkipDir // build leftovers
+				case !d.IsDir():
+					files = append(files, File{Path: "ulp/" + filepath.ToSlash(rel), Src: p})
+				}
+				return nil
+			})
 			if err != nil {
 				t.Fatal(err)
-			}
-			for _, e := range ents {
-				if !e.IsDir() {
-					files = append(files, File{Path: "ulp/" + e.Name(), Src: filepath.Join(fixDir, e.Name())})
-				}
 			}
 			var console strings.Builder
 			res, err := RunGuest(ctx, filepath.Join(dir, "guest"), RunSpec{

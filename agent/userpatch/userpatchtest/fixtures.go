@@ -56,6 +56,17 @@ const (
 	OtherArch  = "other-arch.ulp"  // gt bundle claiming another arch
 )
 
+// EntryDir holds gtprog, libgt.so and gt.ulp built with entryFlags: the
+// functions start with an instruction the trampoline must keep (x86-64
+// endbr64, arm64 PACIASP or BTI c), or, on arm, are ARM-state code.
+const EntryDir = "entry"
+
+var entryFlags = map[string][]string{
+	"amd64": {"-fcf-protection=full"},
+	"arm64": {"-mbranch-protection=standard"},
+	"arm":   {"-marm"},
+}
+
 // Outputs the programs print before and after the patches.
 const (
 	GTBefore   = "v=22"
@@ -126,6 +137,19 @@ func Build(ctx context.Context, goarch, dir string, libs Libs) (*Fixtures, error
 	if err := os.Rename(filepath.Join(oc.dir, GTBundle), filepath.Join(dir, OtherArch)); err != nil {
 		return nil, err
 	}
+	// The test library again, with the entry instructions the trampoline
+	// must keep (endbr64; PACIASP/BTI) or in ARM state.
+	ec, err := newCompiler(ctx, goarch, filepath.Join(dir, EntryDir))
+	if err != nil {
+		return nil, err
+	}
+	ec.extra = entryFlags[goarch]
+	if err := ec.gt(); err != nil {
+		return nil, err
+	}
+	if err := ec.run("-O2", "-o", filepath.Join(ec.dir, GTProg), filepath.Join(SourceDir(), "gtprog.c"), "-L"+ec.dir, "-lgt", "-lpthread", "-Wl,-rpath,$ORIGIN"); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 
@@ -133,6 +157,7 @@ func Build(ctx context.Context, goarch, dir string, libs Libs) (*Fixtures, error
 type compiler struct {
 	ctx     context.Context
 	cc, dir string
+	extra   []string // flags every compile gets
 }
 
 func newCompiler(ctx context.Context, goarch, dir string) (*compiler, error) {
@@ -147,6 +172,7 @@ func newCompiler(ctx context.Context, goarch, dir string) (*compiler, error) {
 }
 
 func (c *compiler) run(args ...string) error {
+	args = append(append([]string{}, c.extra...), args...)
 	cmd := exec.CommandContext(c.ctx, c.cc, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
