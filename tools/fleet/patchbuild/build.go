@@ -76,6 +76,7 @@ const (
 	kGOT               // GOT-relative: retarget to a slot of the patch's GOT
 	kGOTBrel           // ARM GOT_BREL: the slot's offset from the GOT origin, in place
 	kGOTBase           // ARM: PC-relative to the GOT origin
+	kVeneer            // a call or jump to the target: retarget to a veneer of the patch
 )
 
 type planned struct {
@@ -83,6 +84,21 @@ type planned struct {
 	d       dest
 	kind    relocKind
 	newType uint32
+	ven     int // kVeneer: index into builder.veneers
+}
+
+// veneer is a stub in the patch that jumps to a function of the target
+// through an absolute address in a GOT slot, so that a call from the patch
+// only has to reach the stub, wherever the agent maps the patch.
+type veneer struct {
+	// imported: slot is the target's own GOT entry of a function it
+	// imports (BaseTarget); otherwise slot indexes builder.slots, a slot
+	// of the patch's GOT filled with the function's address.
+	imported bool
+	slot     uint64
+	// arm: the stub is ARM-state code, for ARM-state callers; on ARM it
+	// is Thumb-2 code otherwise.
+	arm bool
 }
 
 type builder struct {
@@ -94,8 +110,8 @@ type builder struct {
 	queue        []*piece
 	slots        []dest
 	slotIdx      map[string]int
-	veneers      []uint64 // target GOT entries
-	venIdx       map[uint64]int
+	veneers      []veneer
+	venIdx       map[veneer]int
 	usesGOTBase  bool
 	rep          *Report
 	gotStart     uint64
@@ -144,7 +160,7 @@ func BuildFiles(in Files) (*ulp.Bundle, *Report, error) {
 		return nil, nil, err
 	}
 	b := &builder{arch: t.arch, t: t, orig: orig, fixed: fixed, replace: map[*funcUnit]bool{},
-		pieces: map[*object]map[int]*piece{}, slotIdx: map[string]int{}, venIdx: map[uint64]int{}, rep: rep,
+		pieces: map[*object]map[int]*piece{}, slotIdx: map[string]int{}, venIdx: map[veneer]int{}, rep: rep,
 		placedFuncs: map[*funcUnit]bool{}, placedRodata: map[string]bool{}}
 	var changed []*funcUnit
 	for _, fu := range fixed.order {
@@ -358,11 +374,33 @@ func (b *builder) plan(p *piece) error {
 			if kind == kGOTBrel {
 				b.usesGOTBase = true
 			}
-		case d.imported && isCall(b.arch, r.typ):
-			if _, ok := b.venIdx[d.slot]; !ok {
-				b.venIdx[d.slot] = len(b.veneers)
-				b.veneers = append(b.veneers, d.slot)
+		case kind == kPlain && (d.imported || d.base == ulp.BaseTarget) && p.region == regCode &&
+			isBranch(b.arch, r.typ, o.data(p.sec), r.off):
+			// A call or jump to the target reaches it through a veneer:
+			// a direct branch would have to be within its short range.
+			extra, err := branchExtra(b.arch, r, o.data(p.sec))
+			if err != nil {
+				return fmt.Errorf("%s: branch to %s: %w", o.f.Sections[p.sec].Name, d.name, err)
 			}
+			v := veneer{imported: d.imported, slot: d.slot, arm: armState(b.arch, r.typ)}
+			if !d.imported {
+				// The slot holds where the branch went: the function
+				// plus any offset the addend carried past the bias.
+				fd := d
+				fd.sym += uint64(extra)
+				v.slot = uint64(b.slot(fd))
+			} else if extra != 0 {
+				return fmt.Errorf("%w: %s: branch to %s%+d, an offset into a function the target imports",
+					ErrUnsupported, o.f.Sections[p.sec].Name, d.name, extra)
+			}
+			i, ok := b.venIdx[v]
+			if !ok {
+				i = len(b.veneers)
+				b.venIdx[v] = i
+				b.veneers = append(b.veneers, v)
+			}
+			pl.kind, pl.ven = kVeneer, i
+			pl.r.addend -= extra // RELA: only the bias remains (ARM's extra is always 0)
 		case d.imported:
 			return fmt.Errorf("%w: %s: %s refers to %s, which the target imports, directly (not through the GOT)",
 				ErrUnsupported, o.f.Sections[p.sec].Name, typeName(b.arch, r.typ), d.name)
@@ -420,8 +458,8 @@ func (b *builder) layout(bundle *ulp.Bundle) {
 	}
 	code = append(code, make([]byte, align(uint64(len(code)), 16)-uint64(len(code)))...)
 	b.veneerStart = uint64(len(code))
-	for range b.veneers {
-		code = append(code, veneerCode(b.arch)...)
+	for _, v := range b.veneers {
+		code = append(code, veneerCode(b.arch, v.arm)...)
 	}
 	code = append(code, make([]byte, align(uint64(len(code)), b.ptrSize())-uint64(len(code)))...)
 	b.gotStart = uint64(len(code))
@@ -509,25 +547,25 @@ func (b *builder) emit(bundle *ulp.Bundle) error {
 				} else {
 					r.Base, r.Sym = ulp.BasePatch, b.gotStart+uint64(b.slotIdx[pl.d.id()])*b.ptrSize()
 				}
-			default:
-				switch {
-				case pl.d.imported:
-					r.Base, r.Sym = ulp.BasePatch, b.veneerStart+uint64(b.venIdx[pl.d.slot])*uint64(len(veneerCode(b.arch)))
-					if b.arch == ulp.ARM {
-						r.Sym |= 1 // the veneer is Thumb code
-					}
-				default:
-					r.Base, r.Sym = pl.d.base, pl.d.value()
+			case kVeneer:
+				r.Base, r.Sym = ulp.BasePatch, b.veneerStart+uint64(pl.ven)*veneerSize(b.arch)
+				if b.arch == ulp.ARM && !b.veneers[pl.ven].arm {
+					r.Sym |= 1 // a Thumb veneer
 				}
+			default:
+				r.Base, r.Sym = pl.d.base, pl.d.value()
 			}
 			if err := add(r); err != nil {
 				return fmt.Errorf("%s (relocation against %s): %w", secName, pl.d.name, err)
 			}
 		}
 	}
-	vsize := uint64(len(veneerCode(b.arch)))
-	for i, slot := range b.veneers {
-		for _, r := range veneerRelocs(b.arch, b.veneerStart+uint64(i)*vsize, slot) {
+	for i, v := range b.veneers {
+		base, slot := ulp.BaseTarget, v.slot
+		if !v.imported {
+			base, slot = ulp.BasePatch, b.gotStart+v.slot*b.ptrSize()
+		}
+		for _, r := range veneerRelocs(b.arch, b.veneerStart+uint64(i)*veneerSize(b.arch), base, slot) {
 			if err := add(r); err != nil {
 				return err
 			}

@@ -171,14 +171,14 @@ func TestBuildDemo(t *testing.T) {
 			if !bytes.Contains(b.Code, []byte("hello, fixed %s %d %d\x00")) {
 				t.Errorf("the new string literal is not in the patch")
 			}
-			if rep.GOTSlots != 1 {
-				t.Errorf("%d GOT slots, want 1 (demo_global)", rep.GOTSlots)
+			if rep.GOTSlots != 3 {
+				t.Errorf("%d GOT slots, want 3 (demo_global; demo_name and demo_add for their veneers)", rep.GOTSlots)
 			}
 			if b.BSS < 4 || !reflect.DeepEqual(rep.NewData, []string{"greet_calls.0"}) {
 				t.Errorf("bss %d new data %v, want greet_calls in the patch's BSS", b.BSS, rep.NewData)
 			}
-			if rep.Veneers != 1 {
-				t.Errorf("%d veneers, want 1 (snprintf is imported)", rep.Veneers)
+			if rep.Veneers != 3 {
+				t.Errorf("%d veneers, want 3 (snprintf through the target's GOT, demo_name and demo_add through the patch's)", rep.Veneers)
 			}
 			if b.Arch != tc.arch || b.Soname != "libdemo.so" {
 				t.Errorf("arch %q soname %q", b.Arch, b.Soname)

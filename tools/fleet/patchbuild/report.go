@@ -18,7 +18,11 @@ type Report struct {
 	// NewData are writable objects new in the fixed build (Data, BSS).
 	NewData  []string `json:"new_data,omitempty"`
 	GOTSlots int      `json:"got_slots"`
-	// Veneers are jumps through the target's GOT to functions it imports.
+	// Veneers are the stubs that calls and jumps from the patch to the
+	// target's functions go through, one per function (and, on ARM, per
+	// caller state): through the target's GOT entry for a function it
+	// imports, through a slot of the patch's GOT (counted in GOTSlots)
+	// for its own.
 	Veneers  int            `json:"veneers"`
 	Relocs   map[string]int `json:"relocs"` // by type name
 	ToTarget int            `json:"relocs_target"`
