@@ -1,8 +1,6 @@
 package userpatch
 
 import (
-	"syscall"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/graft-dev/graft/manifest/ulp"
@@ -50,12 +48,3 @@ const (
 
 // mmapOffset: the last mmap argument is a byte offset here.
 func mmapOffset(off uint64) uint64 { return off }
-
-// retErr decodes a raw system call return value.
-// retErr decodes a raw system call return value: -4095..-1 are errnos.
-func retErr(v uint64) (uint64, syscall.Errno) {
-	if v > ^uint64(4095) {
-		return 0, syscall.Errno(-int64(v))
-	}
-	return v, 0
-}

@@ -1,8 +1,6 @@
 package userpatch
 
 import (
-	"syscall"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/graft-dev/graft/manifest/ulp"
@@ -50,10 +48,3 @@ const (
 )
 
 func mmapOffset(off uint64) uint64 { return off }
-
-func retErr(v uint64) (uint64, syscall.Errno) {
-	if v > ^uint64(4095) {
-		return 0, syscall.Errno(-int64(v))
-	}
-	return v, 0
-}

@@ -144,6 +144,15 @@ func RelocWidth(arch string, t uint32) (int, error) {
 	return w, nil
 }
 
+// RelocName names relocation type t of a bundle arch ("R_ARM_CALL"), or
+// gives the number for an unknown arch.
+func RelocName(arch string, t uint32) string {
+	if a, ok := arches[arch]; ok {
+		return relocName(a.machine, t)
+	}
+	return fmt.Sprint(t)
+}
+
 func relocName(m elf.Machine, t uint32) string {
 	switch m {
 	case elf.EM_X86_64:

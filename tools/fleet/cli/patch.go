@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"debug/elf"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -189,27 +188,14 @@ func bundleView(b *ulp.Bundle) bundleJSON {
 		v.Funcs = append(v.Funcs, funcView{Symbol: f.Symbol, Target: f.Target, Size: f.Size, Keep: f.Keep,
 			CheckLen: f.CheckLen, Check: hex.EncodeToString(f.Check), New: f.New, Thumb: f.Thumb})
 	}
-	m, _ := ulp.Machine(b.Arch)
 	for _, r := range b.Relocs {
 		base := "patch"
 		if r.Base == ulp.BaseTarget {
 			base = "target"
 		}
-		v.Relocs = append(v.Relocs, relocView{Offset: r.Offset, Type: relocTypeName(m, r.Type), Base: base, Sym: r.Sym, Addend: r.Addend})
+		v.Relocs = append(v.Relocs, relocView{Offset: r.Offset, Type: ulp.RelocName(b.Arch, r.Type), Base: base, Sym: r.Sym, Addend: r.Addend})
 	}
 	return v
-}
-
-func relocTypeName(m elf.Machine, t uint32) string {
-	switch m {
-	case elf.EM_X86_64:
-		return elf.R_X86_64(t).String()
-	case elf.EM_AARCH64:
-		return elf.R_AARCH64(t).String()
-	case elf.EM_ARM:
-		return elf.R_ARM(t).String()
-	}
-	return fmt.Sprint(t)
 }
 
 // writeFileAtomic writes b to path through a temporary file in the same
