@@ -14,7 +14,7 @@ import (
 
 func TestBuiltinsValidate(t *testing.T) {
 	s := Builtin()
-	want := []string{"beaglebone-black", "qemu-virt-arm64", "qemu-virt-armv7", "raspberrypi4-64", "sim"}
+	want := []string{"beaglebone-black", "qemu-virt-amd64", "qemu-virt-arm64", "qemu-virt-armv7", "raspberrypi4-64", "sim"}
 	if got := s.Names(); !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}
@@ -55,6 +55,7 @@ func TestBuiltinFacts(t *testing.T) {
 		{"qemu-virt-armv7", "arm", "ttyAMA0", "/dev/vda2", "/dev/vda3", RebootSyscall, 1},
 		{"raspberrypi4-64", "arm64", "ttyS0", "/dev/mmcblk0p2", "/dev/mmcblk0p3", RebootSyscall, 1},
 		{"beaglebone-black", "arm", "ttyS0", "/dev/mmcblk1p2", "/dev/mmcblk1p3", RebootSyscall, 2},
+		{"qemu-virt-amd64", "amd64", "ttyS0", "/dev/vda2", "/dev/vda3", RebootSyscall, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.board, func(t *testing.T) {
@@ -68,7 +69,11 @@ func TestBuiltinFacts(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("arch, console, A, B, reboot = %q, want %q", got, want)
 			}
-			if len(b.Bootloader.FWEnv) != tt.envLines || b.Bootloader.Kind != BootloaderUBoot {
+			if tt.envLines == 0 {
+				if b.Bootloader.Kind != BootloaderGrub || b.Bootloader.GrubEnv != "/boot/grub/grubenv" {
+					t.Errorf("bootloader %+v, want GRUB's /boot/grub/grubenv", b.Bootloader)
+				}
+			} else if len(b.Bootloader.FWEnv) != tt.envLines || b.Bootloader.Kind != BootloaderUBoot {
 				t.Errorf("bootloader %+v, want uboot with %d env copies", b.Bootloader, tt.envLines)
 			}
 			if b.Console != "" && b.Baud != 115200 {

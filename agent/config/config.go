@@ -36,8 +36,10 @@ var (
 const (
 	MaxKeepAlive     = 65535 * time.Second // MQTT's keep-alive is 16 bits of seconds
 	MaxHealthTimeout = 24 * time.Hour
-	MaxFileSize      = 64 << 10
-	MaxLineLength    = 4096
+	// MaxTransitionTimeout bounds update.transition_timeout.
+	MaxTransitionTimeout = time.Hour
+	MaxFileSize          = 64 << 10
+	MaxLineLength        = 4096
 )
 
 // Config is the agent's configuration. Parse and Load return it with
@@ -60,20 +62,29 @@ type Config struct {
 	HealthTimeout time.Duration // [health] timeout, default 60s
 	HealthChecks  []string      // [health] checks, default broker, tuf; also exec:<command>
 
-	Policy   string // [update] policy, default live-first
-	LogLevel string // [log] level, default info
+	Policy string // [update] policy, default live-first
+	// Maintenance is [update] maintenance, "HH:MM-HH:MM" local time: when
+	// the live-now-image-later policy installs the deferred image (and
+	// reboots). Required with that policy, unused otherwise.
+	Maintenance Window
+	// TransitionTimeout is [update] transition_timeout: how long a
+	// kernel live patch's transition may take before it is reversed
+	// (and the engine falls back to the image). Default 60s.
+	TransitionTimeout time.Duration
+	LogLevel          string // [log] level, default info
 }
 
 // Default returns the defaults; the required keys are empty.
 func Default() Config {
 	return Config{
-		Board:         BoardAuto,
-		DataDir:       "/var/lib/graft",
-		KeepAlive:     30 * time.Second,
-		HealthTimeout: 60 * time.Second,
-		HealthChecks:  []string{CheckBroker, CheckTUF},
-		Policy:        PolicyLiveFirst,
-		LogLevel:      "info",
+		Board:             BoardAuto,
+		DataDir:           "/var/lib/graft",
+		KeepAlive:         30 * time.Second,
+		HealthTimeout:     60 * time.Second,
+		HealthChecks:      []string{CheckBroker, CheckTUF},
+		Policy:            PolicyLiveFirst,
+		TransitionTimeout: 60 * time.Second,
+		LogLevel:          "info",
 	}
 }
 
@@ -189,6 +200,9 @@ func crossCheck(c *Config, lines map[string]int) *Error {
 	}
 	if c.KeyFile != "" && c.CertFile == "" {
 		return &Error{Line: lines["mqtt.key"], Key: "mqtt.cert", Err: fmt.Errorf("%w: mqtt.key is set, so mqtt.cert must be too", ErrMissingKey)}
+	}
+	if c.Policy == PolicyLiveNowImageLater && c.Maintenance.IsZero() {
+		return &Error{Line: lines["update.policy"], Key: "update.maintenance", Err: fmt.Errorf("%w: policy %s installs the image at the maintenance window, so update.maintenance must be set", ErrMissingKey, PolicyLiveNowImageLater)}
 	}
 	return nil
 }

@@ -37,8 +37,10 @@ func TestLoadFull(t *testing.T) {
 			"exec:systemctl is-active kiosk.service",
 			"exec:test -e /run/kiosk/ready && curl -fsS http://127.0.0.1:8080/health, --max-time 5",
 		},
-		Policy:   PolicyLiveNowImageLater,
-		LogLevel: "debug",
+		Policy:            PolicyLiveNowImageLater,
+		Maintenance:       Window{Start: 2 * time.Hour, End: 4 * time.Hour},
+		TransitionTimeout: 90 * time.Second,
+		LogLevel:          "debug",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load\n got %+v\nwant %+v", c, want)

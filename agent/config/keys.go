@@ -79,6 +79,26 @@ var keys = []key{
 	{name: "update.policy",
 		set:    func(c *Config, v string, _ bool) error { return setEnum(&c.Policy, v, Policies) },
 		format: func(c *Config) []string { return []string{c.Policy} }},
+	{name: "update.maintenance",
+		set: func(c *Config, v string, _ bool) error {
+			w, err := ParseWindow(v)
+			if err != nil {
+				return err
+			}
+			c.Maintenance = w
+			return nil
+		},
+		format: func(c *Config) []string {
+			if c.Maintenance.IsZero() {
+				return nil
+			}
+			return []string{c.Maintenance.String()}
+		}},
+	{name: "update.transition_timeout",
+		set: func(c *Config, v string, _ bool) error {
+			return setDuration(&c.TransitionTimeout, v, time.Second, MaxTransitionTimeout, false)
+		},
+		format: func(c *Config) []string { return []string{c.TransitionTimeout.String()} }},
 	{name: "log.level",
 		set:    func(c *Config, v string, _ bool) error { return setEnum(&c.LogLevel, v, LogLevels) },
 		format: func(c *Config) []string { return []string{c.LogLevel} }},

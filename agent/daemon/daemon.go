@@ -22,8 +22,11 @@ import (
 	"github.com/graft-dev/graft/agent/engine"
 	"github.com/graft-dev/graft/agent/health"
 	"github.com/graft-dev/graft/agent/journal"
+	"github.com/graft-dev/graft/agent/klp"
 	"github.com/graft-dev/graft/agent/outbox"
+	"github.com/graft-dev/graft/agent/userpatch"
 	"github.com/graft-dev/graft/boards"
+	"github.com/graft-dev/graft/manifest"
 	"github.com/graft-dev/graft/transport"
 	"github.com/graft-dev/graft/transport/httpfetch"
 	"github.com/graft-dev/graft/transport/mqtt"
@@ -61,13 +64,25 @@ type Device struct {
 	NoReboot bool
 	Logger   *slog.Logger
 	lock     *os.File
+
+	// The live appliers, opened by Live.
+	klp      *klp.Applier
+	user     *userpatch.Applier
+	liveOpen bool
 }
+
+// Compile-time checks: the appliers are the engine's.
+var (
+	_ engine.LiveApplier = (*klp.Applier)(nil)
+	_ engine.LiveApplier = (*userpatch.Applier)(nil)
+)
 
 // Paths inside the data directory.
 func journalPath(dataDir string) string { return filepath.Join(dataDir, "journal.json") }
 func tufDir(dataDir string) string      { return filepath.Join(dataDir, "tuf") }
 func stagingDir(dataDir string) string  { return filepath.Join(dataDir, "staging") }
 func outboxDir(dataDir string) string   { return filepath.Join(dataDir, "outbox") }
+func klpDir(dataDir string) string      { return filepath.Join(dataDir, "klp") }
 
 // LoadBoard returns the board the config names (or detects), resolved
 // against the data directory.
@@ -173,8 +188,35 @@ func (d *Device) OpenTUF(offlineDir string) error {
 	return nil
 }
 
-// Close releases the lock.
+// Live opens the live appliers once and returns them by kind: kernel
+// live patches (agent/klp) and userspace live patches (agent/userpatch).
+// An applier that cannot start is left out, with a log line: its kind is
+// then applied through the fallback image.
+func (d *Device) Live() map[manifest.ComponentKind]engine.LiveApplier {
+	if !d.liveOpen {
+		d.liveOpen = true
+		sys := &klp.System{Logger: d.Logger}
+		d.klp = klp.NewApplier(klpDir(d.Config.DataDir), sys, d.Config.TransitionTimeout, d.Logger)
+		u, err := userpatch.NewApplier(d.Config.DataDir, d.Logger)
+		if err != nil {
+			d.Logger.Warn("userspace live patching unavailable", "err", err)
+		} else {
+			d.user = u
+		}
+	}
+	m := map[manifest.ComponentKind]engine.LiveApplier{manifest.KindKernelPatch: d.klp}
+	if d.user != nil {
+		m[manifest.KindUserPatch] = d.user
+	}
+	return m
+}
+
+// Close stops the live appliers and releases the lock.
 func (d *Device) Close() {
+	if d.user != nil {
+		d.user.Close()
+		d.user = nil
+	}
 	if d.lock != nil {
 		d.lock.Close()
 		d.lock = nil
@@ -195,6 +237,8 @@ func (d *Device) Engine(checker engine.HealthChecker, report func(transport.Stat
 		StagingDir:   stagingDir(d.Config.DataDir),
 		Report:       report,
 		Logger:       d.Logger,
+		Live:         d.Live(),
+		Policy:       d.Config.Policy,
 	})
 }
 
@@ -314,11 +358,23 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 	eng := d.Engine(health.Checker{Checks: checks, Timeout: cfg.HealthTimeout}, report)
 
 	logger.Info("graft-agent started", "device", cfg.DeviceID, "board", d.Board.Name, "version", Version())
+	// The command line first: kernel live patches may change what
+	// /proc/cmdline shows.
+	if _, _, err := d.Machine.Booted(); err != nil {
+		logger.Warn("booted slot unknown", "err", err)
+	}
+	restored := d.restoreLive(ctx)
+	if d.user != nil {
+		uctx, ustop := context.WithCancel(ctx)
+		udone := make(chan struct{})
+		go func() { defer close(udone); d.user.Run(uctx) }()
+		defer func() { ustop(); <-udone }()
+	}
 	retry := backoff{min: 2 * time.Second, max: 2 * time.Minute}
 	var pending *transport.Notice
 	err = eng.Resume(ctx)
 	if rec := d.Journal.Record(); err == nil && rec.Update == nil {
-		reportIdle(report, d, rec)
+		reportIdle(report, d, rec, restored)
 	}
 	for {
 		if errors.Is(err, ErrExitForReboot) {
@@ -337,9 +393,20 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 			retry.reset()
 			pending = nil
 		}
+		var window <-chan time.Time
+		if rec := d.Journal.Record(); rec.Deferred != nil && rec.Update == nil && wait == nil {
+			now := time.Now()
+			at := cfg.Maintenance.Next(now)
+			if at.After(now) {
+				logger.Info("deferred image waits for the maintenance window", "release", rec.Deferred.Release.Name, "at", at.Format(time.RFC3339))
+			}
+			window = time.After(at.Sub(now))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-window:
+			err = eng.InstallDeferred(ctx)
 		case n := <-notices:
 			pending = &n
 			logger.Debug("release notice", "release", n.Release, "manifest", n.Manifest)
@@ -354,14 +421,79 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 	}
 }
 
+// restoreLive loads the kernel live patches kept for this kernel again
+// (after a reboot) and drops those for another kernel, and returns one
+// line per patch for the status report.
+func (d *Device) restoreLive(ctx context.Context) []string {
+	d.Live()
+	rs, err := d.klp.Restore(ctx)
+	if err != nil {
+		d.Logger.Error("restoring kernel live patches", "err", err)
+	}
+	var notes []string
+	for _, r := range rs {
+		switch {
+		case r.Dropped != "":
+			notes = append(notes, fmt.Sprintf("kernel live patch %s dropped: %s", r.Name, r.Dropped))
+		case r.Reloaded:
+			notes = append(notes, fmt.Sprintf("kernel live patch %s reloaded", r.Name))
+		default:
+			notes = append(notes, fmt.Sprintf("kernel live patch %s still enabled", r.Name))
+		}
+	}
+	return notes
+}
+
+// LiveStatus lists the live patches in force: the kernel's (from sysfs,
+// with the component graft loaded each for) and the journal's account of
+// live components by release.
+func (d *Device) LiveStatus() []string {
+	var out []string
+	d.Live()
+	if ps, err := d.klp.List(); err != nil {
+		out = append(out, fmt.Sprintf("kernel live patches unreadable: %v", err))
+	} else {
+		for _, p := range ps {
+			st := "enabled"
+			switch {
+			case p.Transition:
+				st = "in transition"
+			case !p.Enabled:
+				st = "disabled"
+			}
+			by := "not loaded by graft"
+			if p.Component != "" {
+				by = "component " + p.Component
+			}
+			out = append(out, fmt.Sprintf("kernel %s %s (%s)", p.Name, st, by))
+		}
+	}
+	for _, l := range d.Journal.Record().Live {
+		if l.Component.Kind == manifest.KindUserPatch {
+			out = append(out, fmt.Sprintf("userspace %s of %s (release %s)", l.Component.Name, l.Component.UserPatch.Soname, l.Release))
+		}
+	}
+	return out
+}
+
 // reportIdle tells the fleet the agent is up and what it runs; the last
-// outcome goes in the reason.
-func reportIdle(report func(transport.Status), d *Device, rec journal.Record) {
+// outcome, the live patches in force and what happened to the kernel's
+// at this start go in the reason.
+func reportIdle(report func(transport.Status), d *Device, rec journal.Record, restored []string) {
 	booted, _, _ := d.Machine.Booted()
 	s := transport.Status{State: transport.StateIdle, Slot: booted, Installed: rec.Installed.Name, Sequence: rec.Installed.Sequence}
+	var parts []string
 	if l := rec.Last; l != nil {
-		s.Reason = fmt.Sprintf("last update: %s %s", l.Release, l.State)
+		parts = append(parts, fmt.Sprintf("last update: %s %s", l.Release, l.State))
 	}
+	if live := d.LiveStatus(); len(live) > 0 {
+		parts = append(parts, "live: "+strings.Join(live, ", "))
+	}
+	parts = append(parts, restored...)
+	if rec.Deferred != nil {
+		parts = append(parts, fmt.Sprintf("image %s of %s waits for the maintenance window %s", rec.Deferred.Image, rec.Deferred.Release.Name, d.Config.Maintenance))
+	}
+	s.Reason = strings.Join(parts, "; ")
 	report(s)
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -30,17 +31,29 @@ type machine struct {
 	board boards.Board
 	// beforeReboot flushes what must leave the device before it goes down.
 	beforeReboot func(ctx context.Context)
+	mu           sync.Mutex
+	cmdline      string // the kernel command line as first read by this process
 }
 
 // Booted reads the booted slot from the kernel command line. The boot ID
 // covers the kernel's boot_id and the command line, so it changes at every
 // boot, the simulated board's too.
+//
+// The command line is read once, before any kernel live patch is loaded
+// (the daemon asks first thing): a live patch can change what
+// /proc/cmdline shows, never what this boot booted.
 func (m *machine) Booted() (string, string, error) {
-	b, err := os.ReadFile(m.board.Cmdline)
-	if err != nil {
-		return "", "", fmt.Errorf("kernel command line: %w", err)
+	m.mu.Lock()
+	if m.cmdline == "" {
+		b, err := os.ReadFile(m.board.Cmdline)
+		if err != nil {
+			m.mu.Unlock()
+			return "", "", fmt.Errorf("kernel command line: %w", err)
+		}
+		m.cmdline = strings.TrimSpace(string(b))
 	}
-	cmdline := strings.TrimSpace(string(b))
+	cmdline := m.cmdline
+	m.mu.Unlock()
 	s, err := slot.BootedSlot(cmdline)
 	if err != nil {
 		return "", "", err

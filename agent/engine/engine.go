@@ -62,6 +62,12 @@ type Options struct {
 	Report func(transport.Status)
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Live holds the appliers of live components by kind; a live
+	// component of a kind without one cannot be applied live here.
+	Live map[manifest.ComponentKind]LiveApplier
+	// Policy is PolicyLiveFirst (also ""), PolicyImageOnly or
+	// PolicyLiveNowImageLater.
+	Policy string
 }
 
 // Engine runs updates. It is not safe for concurrent use: the agent feeds
@@ -99,6 +105,8 @@ var (
 	ErrFailed = errors.New("update failed")
 	// ErrBusy means an update is waiting for its reboot.
 	ErrBusy = errors.New("an update is waiting for its reboot")
+	// errWaitReboot tells run that the update now waits for a reboot.
+	errWaitReboot = errors.New("wait for reboot")
 )
 
 // Install runs the release named by a notice: verify its manifest through
@@ -150,6 +158,8 @@ func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
 		RolledBack: rec.RolledBack,
 		Board:      e.o.Board,
 		Booted:     booted,
+		Policy:     e.o.Policy,
+		LiveCheck:  e.liveChecks(ctx, m),
 	})
 	if err != nil {
 		if errors.Is(err, manifest.ErrOldSequence) && m.Name == rec.Installed.Name {
@@ -166,6 +176,10 @@ func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
 		Why:            p.Why,
 		Step:           journal.StepPlanned,
 		Started:        e.o.Now().UTC(),
+		Image:          p.ImageName,
+		Fallback:       p.Fallback,
+		FallbackSlot:   p.FallbackSlot,
+		Deferred:       p.Deferred,
 	}
 	if err := e.save(rec); err != nil {
 		return err
@@ -188,6 +202,14 @@ func (e *Engine) Resume(ctx context.Context) error {
 		return e.confirm(rec, booted)
 	}
 	target := u.Release.Slot
+	if u.Path == PathLive {
+		// Live steps never leave the booted slot; the appliers restored
+		// at start what survives a reboot, and Apply is idempotent.
+		if booted != u.From {
+			return e.abort(rec, fmt.Errorf("booted slot changed from %s to %s during the live update", u.From, booted))
+		}
+		return e.run(ctx)
+	}
 	switch u.Step {
 	case journal.StepPlanned, journal.StepDownloading, journal.StepDownloaded,
 		journal.StepInstalling, journal.StepInstalled:
@@ -243,17 +265,14 @@ func (e *Engine) run(ctx context.Context) error {
 			return nil
 		}
 		var err error
-		switch u.Step {
-		case journal.StepPlanned, journal.StepDownloading:
-			err = e.download(ctx, rec)
-		case journal.StepDownloaded, journal.StepInstalling:
-			err = e.install(ctx, rec)
-		case journal.StepInstalled, journal.StepSwitching:
-			err = e.switchSlot(rec)
-		case journal.StepRebooting, journal.StepReverting:
+		switch {
+		case u.Path == PathLive:
+			err = e.runLive(ctx, rec)
+		default:
+			err = e.runAB(ctx, rec)
+		}
+		if errors.Is(err, errWaitReboot) {
 			return e.reboot(ctx, rec)
-		case journal.StepVerifying:
-			err = e.verify(ctx, rec)
 		}
 		if err != nil {
 			if permanent(err) {
@@ -265,13 +284,45 @@ func (e *Engine) run(ctx context.Context) error {
 	}
 }
 
+// runLive does the next step of the live path.
+func (e *Engine) runLive(ctx context.Context, rec journal.Record) error {
+	switch rec.Update.Step {
+	case journal.StepPlanned, journal.StepDownloading:
+		return e.liveDownload(ctx, rec)
+	case journal.StepApplying:
+		return e.liveApply(ctx, rec)
+	case journal.StepUnapplying:
+		return e.unapply(ctx, rec)
+	case journal.StepVerifying:
+		return e.liveVerify(ctx, rec)
+	}
+	return fmt.Errorf("%w: live step %q", manifest.ErrInvalid, rec.Update.Step)
+}
+
+// runAB does the next step of the A/B path.
+func (e *Engine) runAB(ctx context.Context, rec journal.Record) error {
+	switch rec.Update.Step {
+	case journal.StepPlanned, journal.StepDownloading:
+		return e.download(ctx, rec)
+	case journal.StepDownloaded, journal.StepInstalling:
+		return e.install(ctx, rec)
+	case journal.StepInstalled, journal.StepSwitching:
+		return e.switchSlot(rec)
+	case journal.StepRebooting, journal.StepReverting:
+		return errWaitReboot
+	case journal.StepVerifying:
+		return e.verify(ctx, rec)
+	}
+	return fmt.Errorf("%w: A/B step %q", manifest.ErrInvalid, rec.Update.Step)
+}
+
 // permanent tells errors that retrying cannot fix from transient ones.
 func permanent(err error) bool {
 	for _, target := range []error{
 		tuf.ErrHash, tuf.ErrLength, tuf.ErrUnknownTarget,
 		slot.ErrHashMismatch, slot.ErrSize, slot.ErrTooLarge, slot.ErrWrite,
 		slot.ErrActiveSlot, slot.ErrMounted, slot.ErrDecompress, slot.ErrBadImage, slot.ErrTarget,
-		slot.ErrBadState, manifest.ErrMalformed, manifest.ErrInvalid,
+		slot.ErrBadState, manifest.ErrMalformed, manifest.ErrInvalid, ErrLiveTarget,
 	} {
 		if errors.Is(err, target) {
 			return true
@@ -430,17 +481,22 @@ func (e *Engine) verify(ctx context.Context, rec journal.Record) error {
 		}
 		return e.revert(rec, fmt.Sprintf("slot %s: %v", u.Release.Slot, err))
 	}
-	return e.commit(rec)
+	return e.commit(ctx, rec)
 }
 
-// commit keeps the new slot.
-func (e *Engine) commit(rec journal.Record) error {
+// commit keeps the new slot. The image of a live release installed at
+// the maintenance window retires that release's live components.
+func (e *Engine) commit(ctx context.Context, rec journal.Record) error {
 	u := rec.Update
 	if err := e.editBootState(func(s slot.State) slot.State {
 		return s.MarkGood(u.Release.Slot, e.o.Board.Bootloader.Attempts)
 	}); err != nil {
 		return err
 	}
+	if u.Later {
+		e.retireLive(ctx, &rec, u.Release.Name)
+	}
+	rec.Deferred = nil // a newer install supersedes an image still waiting
 	rec.Previous, rec.Installed = rec.Installed, u.Release
 	rec.Update = nil
 	rec.Last = &journal.Outcome{Release: u.Release.Name, Sequence: u.Release.Sequence, State: string(transport.StateCommitted), Path: u.Path, Reason: u.Why, Time: e.o.Now().UTC()}
@@ -519,7 +575,7 @@ func (e *Engine) rolledBack(rec journal.Record, reason string) error {
 // the booted slot is still the good one, so only the journal changes.
 func (e *Engine) abort(rec journal.Record, cause error) error {
 	u := rec.Update
-	if u.Step == journal.StepSwitching || u.Step == journal.StepRebooting || u.Step == journal.StepVerifying || u.Step == journal.StepReverting {
+	if u.Path != PathLive && (u.Step == journal.StepSwitching || u.Step == journal.StepRebooting || u.Step == journal.StepVerifying || u.Step == journal.StepReverting) {
 		return e.rolledBack(rec, cause.Error())
 	}
 	if u.Staging != "" {
@@ -622,7 +678,7 @@ func (e *Engine) MarkGood(ctx context.Context) (string, error) {
 	if u := rec.Update; u != nil {
 		switch {
 		case u.Release.Slot == booted && (u.Step == journal.StepVerifying || u.Step == journal.StepRebooting || u.Step == journal.StepSwitching):
-			return booted, e.commit(rec)
+			return booted, e.commit(ctx, rec)
 		case u.Step == journal.StepSwitching || u.Step == journal.StepRebooting || u.Step == journal.StepReverting:
 			return booted, fmt.Errorf("%w: slot %s is armed for release %s; reboot first", ErrBusy, u.Release.Slot, u.Release.Name)
 		}
@@ -649,6 +705,12 @@ func (e *Engine) image(u *journal.Update) (*manifest.Image, error) {
 	m, err := manifest.Decode(u.Manifest)
 	if err != nil {
 		return nil, err
+	}
+	if u.Image != "" {
+		if c := m.Component(u.Image); c != nil && c.Image != nil {
+			return c.Image, nil
+		}
+		return nil, fmt.Errorf("%w: image component %q: %w", manifest.ErrInvalid, u.Image, ErrNothingToApply)
 	}
 	for _, img := range m.Images() {
 		if _, err := e.o.Board.Group(img.SlotGroup); err == nil {

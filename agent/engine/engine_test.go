@@ -32,6 +32,9 @@ type rig struct {
 	journal *journal.Journal
 	engine  *engine.Engine
 	reports []transport.Status
+	// live and policy go into the engine at the next start.
+	live   map[manifest.ComponentKind]engine.LiveApplier
+	policy string
 }
 
 func newRig(t *testing.T, r *agenttest.Repo, board string) *rig {
@@ -85,6 +88,8 @@ func (g *rig) start() {
 		Machine:      g.machine,
 		StagingDir:   filepath.Join(g.dev.Dir, "staging"),
 		Report:       func(s transport.Status) { g.reports = append(g.reports, s) },
+		Live:         g.live,
+		Policy:       g.policy,
 	})
 }
 

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/graft-dev/graft/agent/atomicfile"
+	"github.com/graft-dev/graft/manifest"
 )
 
 // Schema is the version of the record's layout.
@@ -34,6 +37,13 @@ const (
 	StepRebooting   Step = "rebooting"   // try armed; waiting for the reboot (BootID set)
 	StepVerifying   Step = "verifying"   // booted into the new slot; health checks running
 	StepReverting   Step = "reverting"   // health failed; fallback armed; waiting for the reboot
+
+	// The live path: Planned → Downloading (the live targets) → Applying
+	// → Verifying → committed; a failure on the way goes to Unapplying,
+	// then to the fallback image (Planned again, path "ab") or to the
+	// outcome.
+	StepApplying   Step = "applying"   // live components being applied one by one (Applied, Applying)
+	StepUnapplying Step = "unapplying" // reverting the live components applied so far (Reason says why)
 )
 
 // Release identifies what a slot holds.
@@ -59,6 +69,43 @@ type Update struct {
 	Reason         string    `json:"reason,omitempty"`  // why a revert is under way
 	Tries          int       `json:"tries,omitempty"`   // tries of the new slot that ended without a verdict
 	Started        time.Time `json:"started"`
+
+	// Image is the image component the A/B path installs; "" means the
+	// first image of the manifest that fits the board.
+	Image string `json:"image,omitempty"`
+	// The live path.
+	Fallback     string            `json:"fallback,omitempty"`      // image component to install if the live path fails; "" = none
+	FallbackSlot string            `json:"fallback_slot,omitempty"` // the slot that image would go to
+	Deferred     string            `json:"deferred,omitempty"`      // image component to install at the maintenance window after a live commit
+	Files        map[string]string `json:"files,omitempty"`         // verified live targets: TUF target name → local path
+	Applied      []string          `json:"applied,omitempty"`       // live components applied, in order
+	Applying     string            `json:"applying,omitempty"`      // live component whose apply began and did not end
+	Summaries    []string          `json:"summaries,omitempty"`     // one line per applied component, for the report
+	// Later is set on the A/B install of an image deferred by the
+	// live-now-image-later policy: its commit retires the release's live
+	// components.
+	Later bool `json:"later,omitempty"`
+	// HealthFailed is set when the live path's health checks failed:
+	// unapplying then ends in a rollback, never in the fallback image.
+	HealthFailed bool `json:"health_failed,omitempty"`
+}
+
+// Live is one live component active on this device.
+type Live struct {
+	Release   string             `json:"release"`
+	Sequence  uint64             `json:"sequence"`
+	Component manifest.Component `json:"component"`
+	Summary   string             `json:"summary,omitempty"`
+	Time      time.Time          `json:"time"`
+}
+
+// Deferred is an image the live-now-image-later policy installs at the
+// next maintenance window, folding a live fix into the base image.
+type Deferred struct {
+	Release        Release `json:"release"`         // the live release (Slot: the slot the image goes to is chosen then)
+	ManifestTarget string  `json:"manifest_target"` // TUF target name of its manifest
+	Manifest       []byte  `json:"manifest"`        // the verified manifest bytes
+	Image          string  `json:"image"`           // image component to install
 }
 
 // Outcome is how the last update ended.
@@ -83,6 +130,12 @@ type Record struct {
 	RolledBack uint64   `json:"rolled_back,omitempty"`
 	Update     *Update  `json:"update,omitempty"`
 	Last       *Outcome `json:"last,omitempty"`
+	// Live lists the live components applied by committed releases and
+	// not retired since, oldest first. The appliers keep their own
+	// state (what to reload at boot); this is the engine's account.
+	Live []Live `json:"live,omitempty"`
+	// Deferred is an image waiting for the maintenance window.
+	Deferred *Deferred `json:"deferred,omitempty"`
 }
 
 // Journal is the record on disk. It is not safe for concurrent use.
@@ -123,7 +176,16 @@ func (j *Journal) Record() Record { return clone(j.rec) }
 func clone(r Record) Record {
 	if r.Update != nil {
 		u := *r.Update
+		u.Manifest = slices.Clone(u.Manifest)
+		u.Files = maps.Clone(u.Files)
+		u.Applied = slices.Clone(u.Applied)
+		u.Summaries = slices.Clone(u.Summaries)
 		r.Update = &u
+	}
+	r.Live = slices.Clone(r.Live)
+	if r.Deferred != nil {
+		d := *r.Deferred
+		r.Deferred = &d
 	}
 	if r.Last != nil {
 		o := *r.Last

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -180,7 +181,9 @@ func (s *System) patch(name string) (Patch, error) {
 		v    *bool
 	}{{"enabled", &p.Enabled}, {"transition", &p.Transition}} {
 		b, err := os.ReadFile(filepath.Join(s.lpDir(), name, a.file))
-		if errors.Is(err, fs.ErrNotExist) {
+		// ENODEV: the kernel is removing the directory (a patch being
+		// freed after its unpatching transition).
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV) {
 			return p, fmt.Errorf("%w: %s", ErrNotLoaded, name)
 		}
 		if err != nil {

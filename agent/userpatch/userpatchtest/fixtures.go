@@ -11,6 +11,8 @@ package userpatchtest
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -197,7 +199,11 @@ func (c *compiler) object(name string, fixed bool) (string, error) {
 
 // gt builds libgt.so and its bundle.
 func (c *compiler) gt() error {
-	if err := c.run("-O2", "-fPIC", "-ffunction-sections", "-fdata-sections", "-shared", "-Wl,--build-id",
+	// A build ID of its own per fixture build: test runs side by side
+	// never patch each other's processes.
+	id := make([]byte, 20)
+	crand.Read(id)
+	if err := c.run("-O2", "-fPIC", "-ffunction-sections", "-fdata-sections", "-shared", "-Wl,--build-id=0x"+hex.EncodeToString(id),
 		"-o", filepath.Join(c.dir, LibGT), filepath.Join(SourceDir(), "libgt.c")); err != nil {
 		return err
 	}

@@ -28,7 +28,14 @@ func releaseAddCmd() command {
 			fs.StringVar(&spec.DeviceClass, "class", "", "device `CLASS` the sequence counts in")
 			fs.StringVar(&spec.Arch, "arch", "", "CPU `ARCH`: arm64, arm or amd64 (default any)")
 			fs.StringVar(&spec.MinAgentVersion, "min-agent", "", "oldest agent `VERSION` (X.Y.Z) that may install it")
-			image := fs.String("image", "", "uncompressed image `FILE` for the slot (required)")
+			image := fs.String("image", "", "uncompressed image `FILE` for the slot (required without live components; with them, their fallback)")
+			var live liveFlags
+			fs.StringVar(&live.kernelPatch, "kernel-patch", "", "kernel livepatch module `FILE` (.ko) to apply live")
+			fs.StringVar(&live.kernelRelease, "kernel-release", "", "kernel `RELEASE` (uname -r) the --kernel-patch is built for")
+			fs.StringVar(&live.patchName, "patch-name", "", "livepatch `NAME` of the --kernel-patch (/sys/kernel/livepatch/NAME)")
+			fs.BoolVar(&live.replace, "replace", false, "the --kernel-patch is cumulative (atomic replace of earlier patches)")
+			fs.Var(&live.userPatches, "user-patch", "userspace live-patch `BUNDLE` (repeatable: one per build of the library)")
+			fs.StringVar(&live.soname, "soname", "", "`SONAME` the --user-patch bundles patch, e.g. libc.so.6")
 			fs.StringVar(&spec.SlotGroup, "slot-group", release.DefaultSlotGroup, "slot `GROUP` the image is for")
 			compress := fs.String("compress", "none", "compress the image target: none, gzip or zstd")
 			asJSON := fs.Bool("json", false, "print the result as JSON")
@@ -37,11 +44,17 @@ func releaseAddCmd() command {
 					return err
 				}
 				for _, f := range []struct{ name, v string }{
-					{"repo", *dir}, {"name", spec.Name}, {"version", spec.Version}, {"image", *image},
+					{"repo", *dir}, {"name", spec.Name}, {"version", spec.Version},
 				} {
 					if err := requireFlag(f.name, f.v); err != nil {
 						return err
 					}
+				}
+				if err := live.check(); err != nil {
+					return err
+				}
+				if *image == "" && !live.any() {
+					return usagef("--image is required (or a live component: --kernel-patch, --user-patch)")
 				}
 				if spec.Sequence == 0 {
 					return usagef("--sequence is required and must be above 0")
@@ -58,9 +71,12 @@ func releaseAddCmd() command {
 				if err := spec.Validate(); err != nil {
 					return usagef("%v", err)
 				}
-				built, err := addRelease(ctx, *dir, spec, *image)
+				built, err := addRelease(ctx, *dir, spec, *image, live)
 				if err != nil {
 					return err
+				}
+				if *image == "" || live.any() {
+					return printLive(e, built, *asJSON)
 				}
 				img := built.Manifest.Images()[0]
 				if *asJSON {
@@ -82,7 +98,7 @@ func releaseAddCmd() command {
 
 // addRelease checks spec against the repository's releases, adds the
 // image and manifest targets and publishes.
-func addRelease(ctx context.Context, dir string, spec release.Spec, imagePath string) (*release.Built, error) {
+func addRelease(ctx context.Context, dir string, spec release.Spec, imagePath string, live liveFlags) (*release.Built, error) {
 	r, err := repo.Open(dir)
 	if err != nil {
 		return nil, err
@@ -96,6 +112,20 @@ func addRelease(ctx context.Context, dir string, spec release.Spec, imagePath st
 	probe := &manifest.Manifest{Name: spec.Name, DeviceClass: spec.DeviceClass, Sequence: spec.Sequence}
 	if err := release.Check(probe, published); err != nil {
 		return nil, err
+	}
+
+	// The live components first: reading and checking them costs nothing
+	// to undo.
+	fallback := ""
+	if imagePath != "" {
+		fallback = groupOrDefault(spec.SlotGroup)
+	}
+	comps, targets, err := live.components(spec.Name, fallback)
+	if err != nil {
+		return nil, err
+	}
+	if imagePath == "" {
+		return addLiveOnly(r, spec, comps, targets)
 	}
 
 	f, err := os.Open(imagePath)
@@ -138,6 +168,22 @@ func addRelease(ctx context.Context, dir string, spec release.Spec, imagePath st
 		return fail(addErr)
 	}
 	built := res.b
+	built.Manifest.Components = append(built.Manifest.Components, comps...)
+	var added []string
+	fail = func(err error) (*release.Built, error) {
+		for _, t := range append(added, target) {
+			if rerr := r.RemoveTarget(t); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+		return nil, err
+	}
+	for _, t := range targets {
+		if _, err := r.AddTarget(t.Name, bytesReader(t.Data), nil); err != nil {
+			return fail(err)
+		}
+		added = append(added, t.Name)
+	}
 
 	enc, err := built.Manifest.Encode()
 	if err != nil {

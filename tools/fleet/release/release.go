@@ -185,27 +185,18 @@ func Build(spec Spec, image io.Reader, payload io.Writer) (*Built, error) {
 		return nil, ErrEmptyImage
 	}
 
-	m := &manifest.Manifest{
-		Format:          manifest.FormatVersion,
-		Name:            spec.Name,
-		Version:         spec.Version,
-		DeviceClass:     spec.DeviceClass,
-		Sequence:        spec.Sequence,
-		Boards:          append([]string(nil), spec.Boards...),
-		Arch:            spec.Arch,
-		MinAgentVersion: spec.MinAgentVersion,
-		Components: []manifest.Component{{
-			Kind: manifest.KindImage,
-			Name: group,
-			Image: &manifest.Image{
-				SlotGroup:   group,
-				Target:      ImageTarget(spec.Name, group, spec.Compression),
-				Size:        uint64(n),
-				SHA256:      h.Sum(nil),
-				Compression: spec.Compression,
-			},
-		}},
-	}
+	m := NewManifest(spec)
+	m.Components = []manifest.Component{{
+		Kind: manifest.KindImage,
+		Name: group,
+		Image: &manifest.Image{
+			SlotGroup:   group,
+			Target:      ImageTarget(spec.Name, group, spec.Compression),
+			Size:        uint64(n),
+			SHA256:      h.Sum(nil),
+			Compression: spec.Compression,
+		},
+	}}
 	return &Built{
 		Manifest:       m,
 		ImageTarget:    m.Components[0].Image.Target,
