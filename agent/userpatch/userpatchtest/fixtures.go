@@ -43,12 +43,14 @@ func HostLibs() Libs {
 type Fixtures struct {
 	Dir    string
 	GOARCH string
+	// LibGT is the test library's file name and soname, libgt-<random>.so:
+	// test runs side by side never see each other's library.
+	LibGT string
 }
 
 // File names inside Fixtures.Dir.
 const (
 	GTProg     = "gtprog"          // gtprog N: N threads calling gt_value, prints v=...
-	LibGT      = "libgt.so"        // the test library
 	LibcProg   = "libcprog"        // prints atoi=... ssl=...
 	GTBundle   = "gt.ulp"          // gt_value: x*3+1 → x*3+2
 	AtoiBundle = "atoi.ulp"        // glibc atoi: base 10 → base 0
@@ -96,7 +98,7 @@ func Build(ctx context.Context, goarch, dir string, libs Libs) (*Fixtures, error
 		return nil, err
 	}
 	for _, s := range [][]string{
-		{"-O2", "-o", filepath.Join(dir, GTProg), filepath.Join(src, "gtprog.c"), "-L" + dir, "-lgt", "-lpthread", "-Wl,-rpath,$ORIGIN"},
+		{"-O2", "-o", filepath.Join(dir, GTProg), filepath.Join(src, "gtprog.c"), "-L" + dir, "-l:" + c.lib, "-lpthread", "-Wl,-rpath,$ORIGIN"},
 		{"-O2", "-fno-builtin", "-o", filepath.Join(dir, LibcProg), filepath.Join(src, "libcprog.c"), libs.Libcrypto},
 	} {
 		if err := c.run(s...); err != nil {
@@ -111,7 +113,7 @@ func Build(ctx context.Context, goarch, dir string, libs Libs) (*Fixtures, error
 			return nil, err
 		}
 	}
-	f := &Fixtures{Dir: dir, GOARCH: goarch}
+	f := &Fixtures{Dir: dir, GOARCH: goarch, LibGT: c.lib}
 	// The bundles that must be refused: the good one with another build
 	// ID or a wrong original-bytes hash, and a real one for another arch.
 	gt, err := f.Bundle(GTBundle)
@@ -149,7 +151,7 @@ func Build(ctx context.Context, goarch, dir string, libs Libs) (*Fixtures, error
 	if err := ec.gt(); err != nil {
 		return nil, err
 	}
-	if err := ec.run("-O2", "-o", filepath.Join(ec.dir, GTProg), filepath.Join(SourceDir(), "gtprog.c"), "-L"+ec.dir, "-lgt", "-lpthread", "-Wl,-rpath,$ORIGIN"); err != nil {
+	if err := ec.run("-O2", "-o", filepath.Join(ec.dir, GTProg), filepath.Join(SourceDir(), "gtprog.c"), "-L"+ec.dir, "-l:"+ec.lib, "-lpthread", "-Wl,-rpath,$ORIGIN"); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -160,6 +162,7 @@ type compiler struct {
 	ctx     context.Context
 	cc, dir string
 	extra   []string // flags every compile gets
+	lib     string   // the test library's file name and soname
 }
 
 func newCompiler(ctx context.Context, goarch, dir string) (*compiler, error) {
@@ -203,11 +206,12 @@ func (c *compiler) gt() error {
 	// never patch each other's processes.
 	id := make([]byte, 20)
 	crand.Read(id)
+	c.lib = "libgt-" + hex.EncodeToString(id[:4]) + ".so"
 	if err := c.run("-O2", "-fPIC", "-ffunction-sections", "-fdata-sections", "-shared", "-Wl,--build-id=0x"+hex.EncodeToString(id),
-		"-o", filepath.Join(c.dir, LibGT), filepath.Join(SourceDir(), "libgt.c")); err != nil {
+		"-Wl,-soname,"+c.lib, "-o", filepath.Join(c.dir, c.lib), filepath.Join(SourceDir(), "libgt.c")); err != nil {
 		return err
 	}
-	return c.bundle(GTBundle, filepath.Join(c.dir, LibGT), "libgt", "gt-value-fix")
+	return c.bundle(GTBundle, filepath.Join(c.dir, c.lib), "libgt", "gt-value-fix")
 }
 
 func (c *compiler) bundle(out, target, src, name string) error {
