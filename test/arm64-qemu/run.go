@@ -122,6 +122,9 @@ func RunGuest(ctx context.Context, dir string, spec RunSpec) (*RunResult, error)
 	if k.Arch != spec.Arch {
 		return nil, fmt.Errorf("%w: kernel is %s, spec is %s", ErrRunSpec, k.Arch, spec.Arch)
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("rig: %w", err)
+	}
 	initBin := filepath.Join(dir, "graft-init")
 	if err := buildRunInit(ctx, spec.Arch, initBin); err != nil {
 		return nil, err
