@@ -55,7 +55,12 @@ func fixtures(t *testing.T) *userpatchtest.Fixtures {
 	}
 	fixOnce.Do(func() {
 		if dir := os.Getenv(fixtureEnv); dir != "" {
-			fix = &userpatchtest.Fixtures{Dir: dir, GOARCH: runtime.GOARCH}
+			libs, _ := filepath.Glob(filepath.Join(dir, "libgt-*.so"))
+			if len(libs) != 1 {
+				fixErr = fmt.Errorf("%s: want one libgt-*.so, found %v", dir, libs)
+				return
+			}
+			fix = &userpatchtest.Fixtures{Dir: dir, GOARCH: runtime.GOARCH, LibGT: filepath.Base(libs[0])}
 			return
 		}
 		if runtime.GOARCH != "amd64" {

@@ -50,6 +50,7 @@ type Fixtures struct {
 
 // File names inside Fixtures.Dir.
 const (
+	HoldTrace  = "holdtrace"       // holdtrace PID: a debugger stand-in that stays attached
 	GTProg     = "gtprog"          // gtprog N: N threads calling gt_value, prints v=...
 	LibcProg   = "libcprog"        // prints atoi=... ssl=...
 	GTBundle   = "gt.ulp"          // gt_value: x*3+1 → x*3+2
@@ -100,6 +101,7 @@ func Build(ctx context.Context, goarch, dir string, libs Libs) (*Fixtures, error
 	for _, s := range [][]string{
 		{"-O2", "-o", filepath.Join(dir, GTProg), filepath.Join(src, "gtprog.c"), "-L" + dir, "-l:" + c.lib, "-lpthread", "-Wl,-rpath,$ORIGIN"},
 		{"-O2", "-fno-builtin", "-o", filepath.Join(dir, LibcProg), filepath.Join(src, "libcprog.c"), libs.Libcrypto},
+		{"-O2", "-o", filepath.Join(dir, HoldTrace), filepath.Join(src, "holdtrace.c")},
 	} {
 		if err := c.run(s...); err != nil {
 			return nil, err
