@@ -8,8 +8,23 @@ import (
 
 	"github.com/graft-dev/graft/agent/config"
 	"github.com/graft-dev/graft/agent/daemon"
+	"github.com/graft-dev/graft/agent/klp"
 	"github.com/graft-dev/graft/agent/userpatch"
 )
+
+// patchesView is what `patches` shows: the kernel livepatches (sysfs,
+// with the component graft loaded each for) and the userspace ones.
+type patchesView struct {
+	Kernel    []kernelView `json:"kernel"`
+	Userspace []patchView  `json:"userspace"`
+}
+
+type kernelView struct {
+	Name       string `json:"name"`
+	Enabled    bool   `json:"enabled"`
+	Transition bool   `json:"transition"`
+	Component  string `json:"component,omitempty"` // empty: not loaded by graft
+}
 
 // patchView is one active userspace live patch as `patches` shows it.
 type patchView struct {
@@ -42,6 +57,14 @@ func cmdPatches(_ context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	kern, err := klp.NewApplier(daemon.KLPDir(cfg.DataDir), &klp.System{}, 0, nil).List()
+	if err != nil {
+		return err
+	}
+	out := patchesView{Kernel: []kernelView{}}
+	for _, k := range kern {
+		out.Kernel = append(out.Kernel, kernelView{Name: k.Name, Enabled: k.Enabled, Transition: k.Transition, Component: k.Component})
+	}
 	views := make([]patchView, 0, len(act))
 	for _, a := range act {
 		v := patchView{Name: a.Name, Soname: a.Soname, BuildID: a.BuildID, Procs: []procView{}}
@@ -50,8 +73,26 @@ func cmdPatches(_ context.Context, e env, args []string) error {
 		}
 		views = append(views, v)
 	}
+	out.Userspace = views
 	if *asJSON {
-		return printJSON(e.stdout, views)
+		return printJSON(e.stdout, out)
+	}
+	for _, k := range out.Kernel {
+		state := "enabled"
+		switch {
+		case k.Transition:
+			state = "in transition"
+		case !k.Enabled:
+			state = "disabled"
+		}
+		by := "component " + k.Component
+		if k.Component == "" {
+			by = "not loaded by graft"
+		}
+		fmt.Fprintf(e.stdout, "kernel %s  %s  (%s)\n", k.Name, state, by)
+	}
+	if len(out.Kernel) == 0 {
+		fmt.Fprintln(e.stdout, "no kernel live patches loaded")
 	}
 	if len(views) == 0 {
 		fmt.Fprintln(e.stdout, "no userspace live patches active")

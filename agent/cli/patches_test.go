@@ -81,18 +81,20 @@ func TestPatchesAndRevert(t *testing.T) {
 	waitLine(userpatchtest.GTAfter)
 
 	code, stdout, stderr := run(t, "patches", "--json", "--config", dev.Config)
-	var views []struct {
-		Name  string `json:"name"`
-		Procs []struct {
-			PID     int  `json:"pid"`
-			Carries bool `json:"carries"`
-		} `json:"processes"`
+	var all struct {
+		Userspace []struct {
+			Name  string `json:"name"`
+			Procs []struct {
+				PID     int  `json:"pid"`
+				Carries bool `json:"carries"`
+			} `json:"processes"`
+		} `json:"userspace"`
 	}
-	if err := json.Unmarshal([]byte(stdout), &views); code != 0 || err != nil {
+	if err := json.Unmarshal([]byte(stdout), &all); code != 0 || err != nil {
 		t.Fatalf("patches: exit %d, %v\n%s%s", code, err, stdout, stderr)
 	}
 	found := false
-	for _, v := range views {
+	for _, v := range all.Userspace {
 		for _, p := range v.Procs {
 			found = found || (v.Name == b.Name && p.PID == cmd.Process.Pid && p.Carries)
 		}

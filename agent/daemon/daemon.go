@@ -82,7 +82,9 @@ func journalPath(dataDir string) string { return filepath.Join(dataDir, "journal
 func tufDir(dataDir string) string      { return filepath.Join(dataDir, "tuf") }
 func stagingDir(dataDir string) string  { return filepath.Join(dataDir, "staging") }
 func outboxDir(dataDir string) string   { return filepath.Join(dataDir, "outbox") }
-func klpDir(dataDir string) string      { return filepath.Join(dataDir, "klp") }
+
+// KLPDir is where the kernel livepatch applier keeps its state and modules.
+func KLPDir(dataDir string) string { return filepath.Join(dataDir, "klp") }
 
 // LoadBoard returns the board the config names (or detects), resolved
 // against the data directory.
@@ -196,7 +198,7 @@ func (d *Device) Live() map[manifest.ComponentKind]engine.LiveApplier {
 	if !d.liveOpen {
 		d.liveOpen = true
 		sys := &klp.System{Logger: d.Logger}
-		d.klp = klp.NewApplier(klpDir(d.Config.DataDir), sys, d.Config.TransitionTimeout, d.Logger)
+		d.klp = klp.NewApplier(KLPDir(d.Config.DataDir), sys, d.Config.TransitionTimeout, d.Logger)
 		u, err := userpatch.NewApplier(d.Config.DataDir, d.Logger)
 		if err != nil {
 			d.Logger.Warn("userspace live patching unavailable", "err", err)
