@@ -41,6 +41,13 @@ demo-arm64: deps
 	@bash -o pipefail -c "$(GO) test -count=1 -v -timeout 20m -run 'TestARM64UpdateAndRollback' ./test/arm64-qemu/ \
 		| sed -un 's/^ *\(guest\|scenario_test\)\.go:[0-9]*: /▸ /p; /^--- /p; /^ok\|^FAIL/p'"
 
+## arm64-livepatch-kernel: build a small arm64 kernel with CONFIG_LIVEPATCH=y from Debian's linux-source-7.x (cached outside the repository; about 15 minutes the first time), then run agent/klp's live patch scenario on it
+.PHONY: arm64-livepatch-kernel
+arm64-livepatch-kernel: deps
+	@GRAFT_DEBIAN_EXTRA="bison flex libelf-dev bc" sh cross/debian-deps.sh
+	GRAFT_BUILD_KLP_KERNEL=1 $(GO) test -count=1 -v -timeout 120m -run '^TestBuildLivepatchKernel$$' ./test/arm64-qemu/
+	$(GO) test -count=1 -v -timeout 15m -run '^TestKLPARM64$$' ./test/arm64-qemu/
+
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
