@@ -270,7 +270,13 @@ func (a aptState) args() []string {
 }
 
 func (a aptState) run(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, name, append(a.args(), args...)...)
+	return runApt(ctx, a.args(), dir, name, args...)
+}
+
+// runApt runs an apt program (apt-get, apt-cache) in dir with a private
+// configuration (opts) and returns its standard output.
+func runApt(ctx context.Context, opts []string, dir, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, append(opts, args...)...)
 	cmd.Dir = dir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -525,15 +525,7 @@ func (a suiteApt) args() []string {
 }
 
 func (a suiteApt) run(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, name, append(a.args(), args...)...)
-	cmd.Dir = dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return out, fmt.Errorf("rig: %s %s: %w: %s", name, strings.Join(args, " "), err, lastLines(stderr.String(), 3))
-	}
-	return out, nil
+	return runApt(ctx, a.args(), dir, name, args...)
 }
 
 // update writes the sources list and refreshes the index when it is older
