@@ -127,38 +127,29 @@ func TestKLPInQEMU(t *testing.T) {
 	}
 	k, kos := buildTestModules(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "klp.test")
-	cmd := exec.CommandContext(t.Context(), "go", "test", "-c", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go test -c: %v\n%s", err, out)
-	}
-	files := []rig.File{{Path: "/klp/klp.test", Src: bin, Mode: 0o755}}
+	files := []rig.File{}
 	for _, m := range testModules {
 		files = append(files, rig.File{Path: "/klp/" + m + ".ko", Src: kos[m]})
 	}
-	res, err := rig.RunGuest(t.Context(), dir, rig.RunSpec{
-		Arch:    rig.AMD64,
-		Kernel:  k,
-		Files:   files,
-		Argv:    []string{"/klp/klp.test", "-test.run", "^TestGuest$", "-test.v"},
-		Env:     []string{"GRAFT_KLP_GUEST=1", "GRAFT_KLP_DIR=/klp"},
-		Timeout: 4 * time.Minute,
+	res, err := rig.RunGoTest(t.Context(), dir, rig.GoTestSpec{
+		Pkg: ".",
+		Run: "^TestGuest$",
+		RunSpec: rig.RunSpec{
+			Arch:    rig.AMD64,
+			Kernel:  k,
+			Files:   files,
+			Env:     []string{"GRAFT_KLP_GUEST=1", "GRAFT_KLP_DIR=/klp"},
+			Timeout: 4 * time.Minute,
+		},
 	})
 	if res != nil {
-		for _, l := range strings.Split(res.Output, "\n") {
-			// The guest test's own log lines and verdicts.
-			if strings.Contains(l, "guest_test.go:") || strings.HasPrefix(strings.TrimSpace(l), "--- ") {
-				t.Log(strings.TrimSpace(l))
-			}
+		for _, l := range res.TestLines() {
+			t.Log(l)
 		}
 		t.Logf("guest run took %v", res.Elapsed.Round(time.Millisecond))
 	}
 	if err != nil {
 		t.Fatal(err)
-	}
-	if res.ExitCode != 0 {
-		t.Fatalf("guest test exited %d:\n%s", res.ExitCode, res.Output)
 	}
 	for _, want := range append([]string{"--- PASS: TestGuest "}, guestSteps...) {
 		if want != "--- PASS: TestGuest " {

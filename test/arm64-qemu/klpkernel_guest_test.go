@@ -48,32 +48,25 @@ func TestKLPARM64(t *testing.T) {
 		}
 		files = append(files, File{Path: "/klp/" + m + ".ko", Src: ko})
 	}
-	bin := filepath.Join(dir, "klp.test")
-	if err := BuildGoTest(t.Context(), ARM64, "../../agent/klp", bin); err != nil {
-		t.Fatal(err)
-	}
-	files = append(files, File{Path: "/klp/klp.test", Src: bin, Mode: 0o755})
-	res, err := RunGuest(t.Context(), dir, RunSpec{
-		Arch:    ARM64,
-		Kernel:  lk.Kernel,
-		Files:   files,
-		Argv:    []string{"/klp/klp.test", "-test.run", "^TestGuest$", "-test.v"},
-		Env:     []string{"GRAFT_KLP_GUEST=1", "GRAFT_KLP_DIR=/klp"},
-		Timeout: 4 * time.Minute,
+	res, err := RunGoTest(t.Context(), dir, GoTestSpec{
+		Pkg: "../../agent/klp",
+		Run: "^TestGuest$",
+		RunSpec: RunSpec{
+			Arch:    ARM64,
+			Kernel:  lk.Kernel,
+			Files:   files,
+			Env:     []string{"GRAFT_KLP_GUEST=1", "GRAFT_KLP_DIR=/klp"},
+			Timeout: 4 * time.Minute,
+		},
 	})
 	if res != nil {
-		for _, l := range strings.Split(res.Output, "\n") {
-			if strings.Contains(l, "guest_test.go:") || strings.HasPrefix(strings.TrimSpace(l), "--- ") {
-				t.Log(strings.TrimSpace(l))
-			}
+		for _, l := range res.TestLines() {
+			t.Log(l)
 		}
 		t.Logf("guest run took %v", res.Elapsed.Round(time.Millisecond))
 	}
 	if err != nil {
 		t.Fatal(err)
-	}
-	if res.ExitCode != 0 {
-		t.Fatalf("guest test exited %d:\n%s", res.ExitCode, res.Output)
 	}
 	wants := []string{"--- PASS: TestGuest "}
 	for _, s := range klpGuestSteps {

@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -52,15 +51,10 @@ func TestUserspaceLivePatchGuests(t *testing.T) {
 			if _, err := userpatchtest.Build(ctx, goarch, fixDir, userpatchtest.Libs{Libc: libc, Libcrypto: crypto}); err != nil {
 				t.Fatal(err)
 			}
-			testBin := filepath.Join(dir, "userpatch.test")
-			if err := BuildGoTest(ctx, arch, "github.com/graft-dev/graft/agent/userpatch", testBin); err != nil {
-				t.Fatal(err)
-			}
 			files, err := ul.Files()
 			if err != nil {
 				t.Fatal(err)
 			}
-			files = append(files, File{Path: "bin/userpatch.test", Src: testBin})
 			err = filepath.WalkDir(fixDir, func(p string, d fs.DirEntry, err error) error {
 				if err != nil {
 					return err
@@ -77,26 +71,23 @@ func TestUserspaceLivePatchGuests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var console strings.Builder
-			res, err := RunGuest(ctx, filepath.Join(dir, "guest"), RunSpec{
-				Arch:    arch,
-				Files:   files,
-				Argv:    []string{"/bin/userpatch.test", "-test.v", "-test.count=1"},
-				Env:     []string{"GRAFT_ULP_FIXTURES=/ulp", "GRAFT_ULP_CYCLES=200", "TMPDIR=/tmp"},
-				Timeout: 10 * time.Minute,
-				Console: &console,
-				Logf:    logf,
+			res, err := RunGoTest(ctx, dir, GoTestSpec{
+				Pkg: "github.com/graft-dev/graft/agent/userpatch",
+				RunSpec: RunSpec{
+					Arch:    arch,
+					Files:   files,
+					Env:     []string{"GRAFT_ULP_FIXTURES=/ulp", "GRAFT_ULP_CYCLES=200", "TMPDIR=/tmp"},
+					Timeout: 10 * time.Minute,
+					Logf:    logf,
+				},
 			})
-			if err != nil {
-				t.Fatalf("guest: %v\n%s", err, console.String())
-			}
-			for _, line := range strings.Split(res.Output, "\n") {
-				if strings.Contains(line, "live_test.go") || strings.Contains(line, "--- ") {
-					t.Log(strings.TrimSpace(line))
+			if res != nil {
+				for _, l := range res.TestLines() {
+					t.Log(l)
 				}
 			}
-			if res.ExitCode != 0 || !strings.Contains(res.Output, "\nPASS\n") {
-				t.Fatalf("userpatch tests in the %s guest: exit %d\n%s", arch, res.ExitCode, res.Output)
+			if err != nil {
+				t.Fatal(err)
 			}
 			t.Logf("%s guest: userpatch tests passed in %v", arch, res.Elapsed)
 		})
