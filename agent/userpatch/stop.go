@@ -3,6 +3,7 @@ package userpatch
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -249,14 +250,14 @@ func (s *stopped) detach() {
 func (s *stopped) read(addr uint64, n int) ([]byte, error) {
 	b := make([]byte, n)
 	if _, err := s.mem.ReadAt(b, int64(addr)); err != nil {
-		return nil, fmt.Errorf("userpatch: pid %d: read %d bytes at %#x: %w", s.pid, n, addr, err)
+		return nil, fmt.Errorf("userpatch: pid %d: read %d bytes at %#x: %w", s.pid, n, addr, memErr(err))
 	}
 	return b, nil
 }
 
 func (s *stopped) write(addr uint64, b []byte) error {
 	if _, err := s.mem.WriteAt(b, int64(addr)); err != nil {
-		return fmt.Errorf("userpatch: pid %d: write %d bytes at %#x: %w", s.pid, len(b), addr, err)
+		return fmt.Errorf("userpatch: pid %d: write %d bytes at %#x: %w", s.pid, len(b), addr, memErr(err))
 	}
 	return nil
 }
@@ -287,6 +288,16 @@ func collectOne(th *thread, others []*thread, ws *unix.WaitStatus) error {
 		}
 		b.wait()
 	}
+}
+
+// memErr marks the errors of /proc/PID/mem that mean the process is
+// exiting: once its address space is torn down, reads end at once (EOF)
+// and writes find nothing (0 bytes: io.ErrUnexpectedEOF).
+func memErr(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("%w: %w", ErrGone, err)
+	}
+	return err
 }
 
 // maxSyscallStops bounds the stops an injected system call may take

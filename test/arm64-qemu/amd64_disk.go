@@ -68,29 +68,7 @@ func BuildAMD64Disk(ctx context.Context, spec AMD64DiskSpec, out string) (*Disk,
 	if err := buildExt4(ctx, dataImg, filepath.Join(tmp, "data"), parts[3].Size, spec.Data); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if err := f.Truncate(next); err != nil {
-		return nil, err
-	}
-	if err := partition(ctx, out, parts); err != nil {
-		return nil, err
-	}
-	for i, img := range [4]string{bootImg, spec.SlotA, "", dataImg} {
-		if img == "" {
-			continue
-		}
-		if err := copyAt(f, parts[i], img); err != nil {
-			return nil, fmt.Errorf("partition %d: %w", i+1, err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		return nil, err
-	}
-	return OpenDisk(out)
+	return assembleDisk(ctx, out, next, parts, [4]string{bootImg, spec.SlotA, "", dataImg})
 }
 
 // GrubEnv reads the GRUB environment block from the boot partition.

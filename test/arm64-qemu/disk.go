@@ -197,18 +197,24 @@ func BuildDisk(ctx context.Context, spec DiskSpec, out string) (*Disk, error) {
 		return nil, err
 	}
 
+	return assembleDisk(ctx, out, next, parts, [4]string{bootImg, spec.SlotA, spec.SlotB, dataImg})
+}
+
+// assembleDisk writes a raw disk of size bytes to out: the MBR for parts,
+// then each partition image (an empty name leaves it zero), and opens it,
+// checking the partition table sfdisk wrote.
+func assembleDisk(ctx context.Context, out string, size int64, parts [4]Partition, images [4]string) (*Disk, error) {
 	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if err := f.Truncate(next); err != nil {
+	if err := f.Truncate(size); err != nil {
 		return nil, err
 	}
 	if err := partition(ctx, out, parts); err != nil {
 		return nil, err
 	}
-	images := [4]string{bootImg, spec.SlotA, spec.SlotB, dataImg}
 	for i, img := range images {
 		if img == "" {
 			continue

@@ -122,49 +122,68 @@ func FetchKernel(ctx context.Context, arch Arch, logf func(format string, args .
 		return nil, err
 	}
 	kdir := filepath.Join(cache, "kernels", string(arch))
-	if k := newestStamped(arch, kdir, kernelMaxAge); k != nil {
+	fresh := func(maxAge time.Duration) *Kernel { return newestStamped(arch, kdir, maxAge) }
+	return cachedUnderLock(ctx, cache, kdir, kernelMaxAge, fresh, func() (*Kernel, error) {
+		a := aptState{dir: filepath.Join(cache, "apt")}
+		release, err := a.resolveRelease(ctx, arch, meta, logf)
+		if err != nil {
+			if k := fresh(0); k != nil {
+				logf("rig: %v; using cached kernel %s", err, k.Release)
+				return k, nil
+			}
+			return nil, err
+		}
+		k := kernelAt(arch, kdir, release)
+		err = stamped(stampPath(kdir, release), release+"\n", func() error {
+			return a.unpackKernel(ctx, arch, release, kdir, logf)
+		})
+		if err != nil {
+			return nil, err
+		}
+		pruneKernels(kdir, release, logf)
 		return k, nil
+	})
+}
+
+// cachedUnderLock returns fresh(maxAge) when the cache dir holds a recent
+// enough entry; otherwise it takes the rig's lock, looks again (another
+// process may have filled the cache meanwhile) and calls fill.
+func cachedUnderLock[T any](ctx context.Context, cache, dir string, maxAge time.Duration, fresh func(time.Duration) *T, fill func() (*T, error)) (*T, error) {
+	if v := fresh(maxAge); v != nil {
+		return v, nil
 	}
-	if err := os.MkdirAll(kdir, 0o755); err != nil {
-		return nil, fmt.Errorf("rig: kernel cache: %w", err)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("rig: cache: %w", err)
 	}
 	unlock, err := lockFile(ctx, filepath.Join(cache, "rig.lock"))
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	// Another caller may have finished while this one waited.
-	if k := newestStamped(arch, kdir, kernelMaxAge); k != nil {
-		return k, nil
+	if v := fresh(maxAge); v != nil {
+		return v, nil
 	}
+	return fill()
+}
 
-	a := aptState{dir: filepath.Join(cache, "apt")}
-	release, err := a.resolveRelease(ctx, arch, meta, logf)
-	if err != nil {
-		if k := newestStamped(arch, kdir, 0); k != nil {
-			logf("rig: %v; using cached kernel %s", err, k.Release)
-			return k, nil
-		}
-		return nil, err
-	}
-	k := kernelAt(arch, kdir, release)
-	stamp := stampPath(kdir, release)
+// stamped makes sure the entry a stamp file marks is complete: an
+// existing stamp is touched (the entry is current again); otherwise build
+// runs and the stamp is written with text.
+func stamped(stamp, text string, build func() error) error {
 	if _, err := os.Stat(stamp); err == nil {
-		// Present but older than kernelMaxAge, and still current.
 		now := time.Now()
 		if err := os.Chtimes(stamp, now, now); err != nil {
-			return nil, fmt.Errorf("rig: refresh stamp: %w", err)
+			return fmt.Errorf("rig: refresh stamp: %w", err)
 		}
-		return k, nil
+		return nil
 	}
-	if err := a.unpackKernel(ctx, arch, release, kdir, logf); err != nil {
-		return nil, err
+	if err := build(); err != nil {
+		return err
 	}
-	if err := os.WriteFile(stamp, []byte(release+"\n"), 0o644); err != nil {
-		return nil, fmt.Errorf("rig: write stamp: %w", err)
+	if err := os.WriteFile(stamp, []byte(text), 0o644); err != nil {
+		return fmt.Errorf("rig: write stamp: %w", err)
 	}
-	pruneKernels(kdir, release, logf)
-	return k, nil
+	return nil
 }
 
 // pruneKernels removes the cached kernels of kdir other than keep: each is

@@ -84,49 +84,28 @@ func FetchUserland(ctx context.Context, arch Arch, logf func(format string, args
 		return nil, err
 	}
 	udir := filepath.Join(cache, "userland", string(arch))
-	if u := newestUserland(arch, udir, userlandMaxAge); u != nil {
-		return u, nil
-	}
-	if err := os.MkdirAll(udir, 0o755); err != nil {
-		return nil, fmt.Errorf("rig: userland cache: %w", err)
-	}
-	unlock, err := lockFile(ctx, filepath.Join(cache, "rig.lock"))
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	if u := newestUserland(arch, udir, userlandMaxAge); u != nil {
-		return u, nil
-	}
-
-	a := aptState{dir: filepath.Join(cache, "apt")}
-	versions, err := a.userlandVersions(ctx, arch, logf)
-	if err != nil {
-		if u := newestUserland(arch, udir, 0); u != nil {
-			logf("rig: %v; using the cached userland", err)
-			return u, nil
+	fresh := func(maxAge time.Duration) *Userland { return newestUserland(arch, udir, maxAge) }
+	return cachedUnderLock(ctx, cache, udir, userlandMaxAge, fresh, func() (*Userland, error) {
+		a := aptState{dir: filepath.Join(cache, "apt")}
+		versions, err := a.userlandVersions(ctx, arch, logf)
+		if err != nil {
+			if u := fresh(0); u != nil {
+				logf("rig: %v; using the cached userland", err)
+				return u, nil
+			}
+			return nil, err
 		}
-		return nil, err
-	}
-	stampText := formatUserlandStamp(versions)
-	key := userlandKey(stampText)
-	stamp := stampPath(udir, key)
-	u := &Userland{Arch: arch, Root: filepath.Join(udir, key), Packages: versions}
-	if _, err := os.Stat(stamp); err == nil {
-		now := time.Now()
-		if err := os.Chtimes(stamp, now, now); err != nil {
-			return nil, fmt.Errorf("rig: refresh stamp: %w", err)
+		stampText := formatUserlandStamp(versions)
+		key := userlandKey(stampText)
+		err = stamped(stampPath(udir, key), stampText, func() error {
+			return a.unpackUserland(ctx, arch, versions, udir, key, logf)
+		})
+		if err != nil {
+			return nil, err
 		}
-		return u, nil
-	}
-	if err := a.unpackUserland(ctx, arch, versions, udir, key, logf); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(stamp, []byte(stampText), 0o644); err != nil {
-		return nil, fmt.Errorf("rig: write stamp: %w", err)
-	}
-	pruneKernels(udir, key, logf)
-	return u, nil
+		pruneKernels(udir, key, logf)
+		return &Userland{Arch: arch, Root: filepath.Join(udir, key), Packages: versions}, nil
+	})
 }
 
 // userlandVersions refreshes the index and reads the candidate version of
