@@ -54,7 +54,7 @@ vet:
 
 ## test: vet, then every test (fuzz seeds included) against real mosquitto, fw_printenv, grub-editenv
 test: deps vet
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 20m ./... github.com/theupdateframework/go-tuf/v2/metadata/updater
 
 ## bench: A/B install throughput vs dd+sha256sum, idle RSS, live-patch stop times, binary sizes and dependency costs (figures only, no timed assertions)
 bench: deps
