@@ -198,6 +198,11 @@ func (e *Engine) Resume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("booted slot: %w", err)
 	}
+	if e.reconcileLive(&rec) {
+		if err := e.save(rec); err != nil {
+			return err
+		}
+	}
 	if u == nil {
 		return e.confirm(rec, booted)
 	}
