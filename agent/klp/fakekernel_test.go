@@ -29,7 +29,9 @@ func withFakeKernel(t *testing.T, s *System) *fakeKernel {
 	return k
 }
 
-func (k *fakeKernel) lp(name string) string { return filepath.Join(k.sysDir, "kernel", "livepatch", name) }
+func (k *fakeKernel) lp(name string) string {
+	return filepath.Join(k.sysDir, "kernel", "livepatch", name)
+}
 func (k *fakeKernel) mod(name string) string { return filepath.Join(k.sysDir, "module", name) }
 
 func (k *fakeKernel) Load(name string, _ []byte, params string) error {
