@@ -344,7 +344,8 @@ func (a *Applier) ActiveComponents() ([]string, error) {
 // knows of it.
 type Loaded struct {
 	Patch
-	Component string // "" for a patch graft did not load
+	Component string   // "" for a patch graft did not load
+	Params    []string // module parameters graft loaded it with
 }
 
 // List returns the patches in /sys/kernel/livepatch, each with the
@@ -366,7 +367,7 @@ func (a *Applier) List() ([]Loaded, error) {
 	for i, p := range ps {
 		out[i] = Loaded{Patch: p}
 		if j := slices.IndexFunc(state, func(s Active) bool { return s.Name == p.Name }); j >= 0 {
-			out[i].Component = state[j].Component
+			out[i].Component, out[i].Params = state[j].Component, state[j].Params
 		}
 	}
 	return out, nil

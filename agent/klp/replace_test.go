@@ -152,6 +152,10 @@ func TestApplyPassesModuleParams(t *testing.T) {
 	if st, _ := a.State(); len(st) != 1 || !slices.Equal(st[0].Params, c.KernelPatch.Params) {
 		t.Errorf("state %+v: want the params kept", st)
 	}
+	// graft-agent patches shows them (List).
+	if l, err := a.List(); err != nil || len(l) != 1 || !slices.Equal(l[0].Params, c.KernelPatch.Params) {
+		t.Errorf("List = %+v, %v; want the params", l, err)
+	}
 }
 
 func TestKernelTransitionFromLog(t *testing.T) {
