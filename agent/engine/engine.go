@@ -126,7 +126,7 @@ func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
 		return nil
 	}
 	if l := rec.Last; l != nil && l.Release == n.Release &&
-		(l.State == string(transport.StateRolledBack) || (l.State == string(transport.StateFailed) && n.Time <= l.Time.UnixMilli())) {
+		(l.State == string(transport.StateRolledBack) || (l.State == string(transport.StateFailed) && !renotified(l, n))) {
 		// The retained notice of a release that already ended badly here:
 		// its outcome stands until the fleet notifies again.
 		e.log.Debug("release already tried", "release", n.Release, "outcome", l.State)
@@ -180,6 +180,8 @@ func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
 		Fallback:       p.Fallback,
 		FallbackSlot:   p.FallbackSlot,
 		Deferred:       p.Deferred,
+		NoticeID:       n.ID,
+		NoticeTime:     n.Time,
 	}
 	if err := e.save(rec); err != nil {
 		return err
@@ -644,7 +646,8 @@ func (e *Engine) abort(rec journal.Record, cause error) error {
 		os.Remove(u.Staging)
 	}
 	rec.Update = nil
-	rec.Last = &journal.Outcome{Release: u.Release.Name, Sequence: u.Release.Sequence, State: string(transport.StateFailed), Path: u.Path, Reason: cause.Error(), Time: e.o.Now().UTC()}
+	rec.Last = &journal.Outcome{Release: u.Release.Name, Sequence: u.Release.Sequence, State: string(transport.StateFailed), Path: u.Path, Reason: cause.Error(), Time: e.o.Now().UTC(),
+		NoticeID: u.NoticeID, NoticeTime: u.NoticeTime}
 	if err := e.save(rec); err != nil {
 		return err
 	}
@@ -694,6 +697,18 @@ func (e *Engine) confirm(rec journal.Record, booted string) error {
 	return e.editBootState(func(s slot.State) slot.State {
 		return s.MarkGood(booted, e.o.Board.Bootloader.Attempts)
 	})
+}
+
+// renotified reports whether notice n is another notice than the one
+// the failed update l came from: the fleet notified again. The fleet's
+// notice ID decides; without IDs (an older fleet), the fleet's own send
+// times are compared with each other, never with this device's clock (a
+// board without an RTC may think it is 1970, or a year ahead).
+func renotified(l *journal.Outcome, n transport.Notice) bool {
+	if n.ID != "" || l.NoticeID != "" {
+		return n.ID != l.NoticeID
+	}
+	return n.Time > l.NoticeTime
 }
 
 // refuseOrRetry refuses a release whose metadata failed verification, and

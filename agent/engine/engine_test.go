@@ -39,6 +39,8 @@ type rig struct {
 	// env, when set, stands between the engine and the board's
 	// environment from the next start (power-cut tests).
 	env bootenv.Store
+	// now, when set, is the device's clock from the next start.
+	now func() time.Time
 }
 
 func newRig(t *testing.T, r *agenttest.Repo, board string) *rig {
@@ -98,6 +100,7 @@ func (g *rig) start() {
 		Report:       func(s transport.Status) { g.reports = append(g.reports, s) },
 		Live:         g.live,
 		Policy:       g.policy,
+		Now:          g.now,
 	})
 }
 
