@@ -471,7 +471,7 @@ func TestKLPAgentAMD64(t *testing.T) {
 	t.Logf("rebooted into slot B, same kernel: graft_klp_b reloaded, v7 committed; whole scenario %.1f s", time.Since(start).Seconds())
 	times = append(times, reKLPTimes.FindAllStringSubmatch(con2.text(), -1)...)
 	for _, m := range times {
-		kt := m[6]
+		kt := m[5]
 		if kt == "0s" {
 			kt = "not in the kernel log"
 		}
