@@ -207,6 +207,9 @@ func (a *Applier) Apply(ctx context.Context, c *manifest.Component, files map[st
 		kp.Name, kp.Release, res.FinitTime.Round(time.Microsecond), res.SysfsWait.Round(time.Microsecond))
 	if res.KernelTransition > 0 {
 		summary += fmt.Sprintf(", kernel transition %v", res.KernelTransition)
+		if res.DoneInInit {
+			summary += " inside module init"
+		}
 	}
 	summary += ")"
 	switch {

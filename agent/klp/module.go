@@ -334,10 +334,11 @@ func parseKmsg(rec []byte) (kmsgRecord, bool) {
 	return r, true
 }
 
-// kernelTransition is how long the kernel took to enable patch name by
-// its log's timestamps: from "livepatch: enabling patch 'NAME'" to
-// "livepatch: 'NAME': patching complete". 0 when either is missing.
-func kernelTransition(recs []kmsgRecord, name string) time.Duration {
+// kernelTransition reads how long the kernel took to enable patch name
+// from its log: from "livepatch: enabling patch 'NAME'" to "livepatch:
+// 'NAME': patching complete", and the timestamp (microseconds since boot,
+// the log's clock) of the completion. ok is false when either is missing.
+func kernelTransition(recs []kmsgRecord, name string) (took time.Duration, doneUsec int64, ok bool) {
 	start, end := int64(-1), int64(-1)
 	for _, r := range recs {
 		switch {
@@ -348,9 +349,9 @@ func kernelTransition(recs []kmsgRecord, name string) time.Duration {
 		}
 	}
 	if start < 0 || end < start {
-		return 0
+		return 0, 0, false
 	}
-	return time.Duration(end-start) * time.Microsecond
+	return time.Duration(end-start) * time.Microsecond, end, true
 }
 
 // parseSysfsBool reads a livepatch sysfs attribute ("0\n" or "1\n").

@@ -171,13 +171,13 @@ func TestKernelTransitionFromLog(t *testing.T) {
 		}
 		recs = append(recs, r)
 	}
-	if got := kernelTransition(recs, "graft_klp_a"); got.Microseconds() != 1250 {
-		t.Errorf("kernelTransition = %v, want 1.25ms", got)
+	if got, done, ok := kernelTransition(recs, "graft_klp_a"); !ok || got.Microseconds() != 1250 || done != 1001250 {
+		t.Errorf("kernelTransition = %v, %d, %v; want 1.25ms, done at 1001250µs", got, done, ok)
 	}
-	if got := kernelTransition(recs[:2], "graft_klp_a"); got != 0 {
-		t.Errorf("kernelTransition without the completion = %v, want 0", got)
+	if _, _, ok := kernelTransition(recs[:2], "graft_klp_a"); ok {
+		t.Error("kernelTransition without the completion is ok")
 	}
-	if got := kernelTransition(recs, "graft_klp_b"); got != 0 {
-		t.Errorf("kernelTransition of another patch = %v, want 0", got)
+	if _, _, ok := kernelTransition(recs, "graft_klp_b"); ok {
+		t.Error("kernelTransition of another patch is ok")
 	}
 }

@@ -104,3 +104,13 @@ func (r *kmsgReader) close() {
 		unix.Close(r.fd)
 	}
 }
+
+// monotonicUsec reads CLOCK_MONOTONIC in microseconds, the clock the
+// kernel log's timestamps are close to; 0 if it cannot.
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1000
+}

@@ -21,3 +21,5 @@ func (r *kmsgReader) read() []string { return nil }
 func (r *kmsgReader) records() []kmsgRecord { return nil }
 
 func (r *kmsgReader) close() {}
+
+func monotonicUsec() int64 { return 0 }

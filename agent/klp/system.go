@@ -115,6 +115,12 @@ type Result struct {
 	// timestamps: from "enabling patch" to "patching complete". 0 when
 	// the kernel log is unreadable or lacks either line.
 	KernelTransition time.Duration
+	// DoneInInit: the kernel logged "patching complete" before
+	// finit_module returned (the log's clock against CLOCK_MONOTONIC read
+	// as it returned): the transition completed inside module init, and
+	// SysfsWait only measures the agent reading sysfs. False also when
+	// the log does not say.
+	DoneInInit bool
 	// Replaced names the patches that were enabled before this Load and
 	// are not after it: the kernel replaced them (the module was built
 	// with .replace = true, whatever a manifest said). Their modules have
@@ -304,7 +310,7 @@ func (s *System) Load(ctx context.Context, module []byte, opts LoadOptions) (*Re
 		log.Error("finit_module failed", "err", err, "kernel_log", lines)
 		return nil, fmt.Errorf("%w: finit_module %s: %w; kernel log: %s", ErrLoad, name, err, quoteLines(lines))
 	}
-	loaded := s.now()
+	loaded, loadedMono := s.now(), monotonicUsec()
 	res := &Result{Name: name, CheckTime: called.Sub(start), FinitTime: loaded.Sub(called)}
 	log.Info("module loaded", "finit_module", res.FinitTime, "params", opts.Params)
 
@@ -329,9 +335,12 @@ func (s *System) Load(ctx context.Context, module []byte, opts LoadOptions) (*Re
 		return nil, fmt.Errorf("%w; reversed and unloaded; kernel log: %s", cause, quoteLines(lines))
 	}
 	res.SysfsWait = s.now().Sub(loaded)
-	res.KernelTransition = kernelTransition(kmsg.records(), name)
+	if took, done, ok := kernelTransition(kmsg.records(), name); ok {
+		res.KernelTransition = took
+		res.DoneInInit = loadedMono > 0 && done <= loadedMono
+	}
 	log.Info("patch enabled", "checks", res.CheckTime, "finit_module", res.FinitTime,
-		"sysfs_wait", res.SysfsWait, "kernel_transition", res.KernelTransition)
+		"sysfs_wait", res.SysfsWait, "kernel_transition", res.KernelTransition, "done_in_init", res.DoneInInit)
 
 	for _, old := range before {
 		if !old.Enabled {
