@@ -198,8 +198,8 @@ func readFile(t *testing.T, p string) string {
 
 func logTimes(t *testing.T, r *Result) {
 	t.Helper()
-	t.Logf("klp-times: %s checks=%v finit_module=%v sysfs_wait=%v kernel_transition=%v replaced=%v",
-		r.Name, r.CheckTime, r.FinitTime, r.SysfsWait, r.KernelTransition, r.Replaced)
+	t.Logf("klp-times: %s checks=%v finit_module=%v sysfs_wait=%v kernel_transition=%v done_in_init=%v replaced=%v",
+		r.Name, r.CheckTime, r.FinitTime, r.SysfsWait, r.KernelTransition, r.DoneInInit, r.Replaced)
 }
 
 // wantPatches checks List against want (in order).
