@@ -181,3 +181,18 @@ func TestKernelTransitionFromLog(t *testing.T) {
 		t.Error("kernelTransition of another patch is ok")
 	}
 }
+
+// FuzzKmsgRecord: any kernel log record parses without panicking, and a
+// parsed timestamp is never negative.
+func FuzzKmsgRecord(f *testing.F) {
+	f.Add([]byte("5,902,1001250,-;livepatch: 'graft_klp_a': patching complete\n"))
+	f.Add([]byte("6,1,-5,-;x"))
+	f.Add([]byte(";"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, ok := parseKmsg(b)
+		if ok && r.usec < 0 {
+			t.Fatalf("parseKmsg(%q) usec %d", b, r.usec)
+		}
+		kernelTransition([]kmsgRecord{r, r}, "graft_klp_a")
+	})
+}
