@@ -172,12 +172,16 @@ func (g *rig) resumeUntilCut() (cut bool, err error) {
 // again. With a try left on the failed slot (the bootloader boots it
 // again), the agent arms the revert and reboots.
 func TestRevertSurvivesPowerCut(t *testing.T) {
-	for _, tryLeft := range []bool{false, true} {
-		name := "no try left"
-		if tryLeft {
-			name = "failed slot booted again"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, tt := range []struct {
+		name             string
+		tryLeft, restart bool
+	}{
+		{name: "no try left"},
+		{name: "failed slot booted again", tryLeft: true},
+		{name: "agent restarted before the reboot", restart: true},
+	} {
+		tryLeft := tt.tryLeft
+		t.Run(tt.name, func(t *testing.T) {
 			g := newRig(t, nil, "")
 			g.repo.Publish(t, agenttest.Release{Name: "v3", Sequence: 3, Image: agenttest.Image("v3", false, 1<<20)})
 			if err := g.install("v3"); !errors.Is(err, engine.ErrRebootPending) {
@@ -205,13 +209,16 @@ func TestRevertSurvivesPowerCut(t *testing.T) {
 				env[slot.LeftVar("B")] = "1"
 				g.dev.Board.Env.Save(env)
 			}
-			booted, err := g.dev.Board.Boot()
-			if err != nil {
-				t.Fatal(err)
+			booted := "B"
+			if !tt.restart { // else the same boot: the agent only restarts
+				var err error
+				if booted, err = g.dev.Board.Boot(); err != nil {
+					t.Fatal(err)
+				}
 			}
 			reboots := g.machine.Reboots
 			g.start()
-			err = g.engine.Resume(context.Background())
+			err := g.engine.Resume(context.Background())
 			if booted == "B" {
 				// The revert is armed now; the reboot goes to A.
 				if !errors.Is(err, engine.ErrRebootPending) || g.machine.Reboots != reboots+1 {

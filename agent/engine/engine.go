@@ -249,16 +249,17 @@ func (e *Engine) Resume(ctx context.Context) error {
 		}
 	case journal.StepReverting:
 		switch {
-		case bootID == u.BootID:
-			// The reboot did not happen yet: ask again below.
-		case booted == u.From:
+		case booted == u.From && bootID != u.BootID:
 			return e.rolledBack(rec, u.Reason)
 		case !e.revertArmed(u):
-			// The power went between journalling the revert and
-			// writing the boot environment: arm it now, reboot.
+			// The agent stopped (or the power went) between journalling
+			// the revert and writing the boot environment: arm it now,
+			// then reboot.
 			if err := e.revert(rec, u.Reason); err != nil {
 				return err
 			}
+		case bootID == u.BootID:
+			// The reboot did not happen yet: ask again below.
 		default:
 			// The old slot failed to boot too: stay where we are.
 			return e.keep(rec, fmt.Sprintf("%s; and fallback slot %s did not boot, so slot %s stays", u.Reason, u.From, booted))
