@@ -636,8 +636,9 @@ func (e *Engine) rolledBack(rec journal.Record, reason string) error {
 	return nil
 }
 
-// abort ends an update that cannot go on before the bootloader was touched:
-// the booted slot is still the good one, so only the journal changes.
+// abort ends an update that cannot go on before the try was armed: the
+// booted slot is still the good one, and a target that was being written
+// stays out of the boot order (disarmTarget), so only the journal changes.
 func (e *Engine) abort(rec journal.Record, cause error) error {
 	u := rec.Update
 	if u.Path != PathLive && (u.Step == journal.StepSwitching || u.Step == journal.StepRebooting || u.Step == journal.StepVerifying || u.Step == journal.StepReverting) {
