@@ -61,7 +61,7 @@ func notifyCmd() command {
 				e.log.Debug("notice published", "topic", topic, "release", n.Release)
 				if *asJSON {
 					return writeJSON(e.stdout, map[string]any{
-						"topic": topic, "release": n.Release, "manifest": n.Manifest, "sequence": n.Sequence, "time_ms": n.Time,
+						"topic": topic, "release": n.Release, "manifest": n.Manifest, "sequence": n.Sequence, "time_ms": n.Time, "notice_id": n.ID,
 					})
 				}
 				_, err = fmt.Fprintf(e.stdout, "notified %s: release %s (manifest %s)\n", topic, n.Release, n.Manifest)
