@@ -51,8 +51,8 @@ func TestBuiltinFacts(t *testing.T) {
 		envLines                                   int
 	}{
 		{"sim", runtime.GOARCH, "", "slot-a.img", "slot-b.img", RebootExit, 1},
-		{"qemu-virt-arm64", "arm64", "ttyAMA0", "/dev/vda2", "/dev/vda3", RebootSyscall, 1},
-		{"qemu-virt-armv7", "arm", "ttyAMA0", "/dev/vda2", "/dev/vda3", RebootSyscall, 1},
+		{"qemu-virt-arm64", "arm64", "ttyAMA0", "/dev/vda2", "/dev/vda3", RebootSyscall, 2},
+		{"qemu-virt-armv7", "arm", "ttyAMA0", "/dev/vda2", "/dev/vda3", RebootSyscall, 2},
 		{"raspberrypi4-64", "arm64", "ttyS0", "/dev/mmcblk0p2", "/dev/mmcblk0p3", RebootSyscall, 1},
 		{"beaglebone-black", "arm", "ttyS0", "/dev/mmcblk1p2", "/dev/mmcblk1p3", RebootSyscall, 2},
 		{"qemu-virt-amd64", "amd64", "ttyS0", "/dev/vda2", "/dev/vda3", RebootSyscall, 0},
