@@ -14,7 +14,7 @@ import (
 
 func TestBuiltinsValidate(t *testing.T) {
 	s := Builtin()
-	want := []string{"beaglebone-black", "qemu-virt-amd64", "qemu-virt-arm64", "qemu-virt-armv7", "raspberrypi4-64", "sim"}
+	want := []string{"beaglebone-black", "debian-server", "qemu-virt-amd64", "qemu-virt-arm64", "qemu-virt-armv7", "raspberrypi4-64", "sim"}
 	if got := s.Names(); !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}
@@ -33,6 +33,12 @@ func TestBuiltinsValidate(t *testing.T) {
 		}
 		if err := b.Validate(); err != nil {
 			t.Errorf("%s: %v", name, err)
+		}
+		if b.LiveOnly() {
+			if len(b.SlotGroups) != 0 {
+				t.Errorf("%s: live-only board with slots %+v", name, b.SlotGroups)
+			}
+			continue
 		}
 		rootfs, err := b.Group("rootfs")
 		if err != nil || len(rootfs.Slots) != 2 || rootfs.Slots[0].Name != "A" || rootfs.Slots[1].Name != "B" {
