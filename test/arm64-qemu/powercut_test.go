@@ -100,8 +100,9 @@ type cutPhase struct {
 	// env: the cut falls on the next environment write after the trigger.
 	env bool
 	// envWait is how long the next environment write may take to come.
-	envWait  time.Duration
-	maxDelay time.Duration
+	envWait time.Duration
+	// The cut comes minDelay to maxDelay after the trigger (or the write).
+	minDelay, maxDelay time.Duration
 	slow     bool // throttle the target download
 }
 
@@ -133,7 +134,9 @@ func statusTrigger(ok func(transport.Status) bool) func(context.Context, *cutRun
 }
 
 var (
-	phaseDownload = cutPhase{name: "download", slow: true, maxDelay: 2500 * time.Millisecond,
+	// At 1 MiB/s a download crosses a 4 MiB checkpoint (tuf.Download's
+	// fsync and journal step) 3 to 6 s after its first progress report.
+	phaseDownload = cutPhase{name: "download", slow: true, minDelay: 3 * time.Second, maxDelay: 6 * time.Second,
 		trigger: statusTrigger(func(s transport.Status) bool { return s.State == transport.StateDownloading && s.Done > 0 })}
 	phaseSlotWrite = cutPhase{name: "slot write", maxDelay: 3 * time.Second,
 		trigger: consoleTrigger(`msg="writing slot"`)}
@@ -180,8 +183,7 @@ func TestARM64PowerCuts(t *testing.T) {
 		w.fleet.Notify(t, c.id, c.current)
 	}
 	release()
-	// A throttled download takes about 8 s: long enough for two cuts.
-	slowRate := max(int64(len(img)/3/8), 256<<10)
+	const slowRate = 1 << 20 // bytes per second in the download phases
 
 	phases := []cutPhase{phaseDownload, phaseDownload, phaseSlotWrite, phaseArm, phaseUBoot,
 		phaseCommit, phaseStart, phaseUBoot, phaseDownload, phaseArm}
@@ -272,7 +274,7 @@ func TestARM64PowerCuts(t *testing.T) {
 			hit, wrote = watch.waitWrite(wctx, triggered)
 			wcancel()
 		}
-		delay := time.Duration(rng.Int64N(int64(ph.maxDelay) + 1))
+		delay := ph.minDelay + time.Duration(rng.Int64N(int64(ph.maxDelay-ph.minDelay)+1))
 		time.Sleep(delay)
 		vm.Kill()
 		vm.Wait()
@@ -298,8 +300,14 @@ func TestARM64PowerCuts(t *testing.T) {
 				note += ", which completed"
 			}
 		case ph.slow:
+			var total int64
+			for _, s := range w.fleet.Of(c.id) {
+				if s.Release == c.current && s.State == transport.StateDownloading && s.Total > 0 {
+					total = s.Total
+				}
+			}
 			if j, ok := readJournal(c.g.Disk); ok && j.Update != nil {
-				note += fmt.Sprintf(" at %.1f of %.1f MiB journalled", float64(j.Update.Offset)/(1<<20), float64(len(img))/(1<<20))
+				note += fmt.Sprintf(", %.1f of %.1f MiB journalled", float64(j.Update.Offset)/(1<<20), float64(total)/(1<<20))
 			}
 		}
 		note += " → " + envNote(c.g.Disk)
@@ -319,7 +327,7 @@ func tearCopy(t *testing.T, d *Disk, wr envWrite, rng *rand.Rand) int {
 			last = i
 		}
 	}
-	at := rng.IntN(last + 1)
+	at := 1 + rng.IntN(max(last, 1))
 	torn := append(bytes.Clone(wr.new[:at]), wr.old[at:]...)
 	if err := d.WriteEnvCopy(wr.copy, torn); err != nil {
 		t.Fatal(err)
