@@ -103,7 +103,7 @@ type cutPhase struct {
 	envWait time.Duration
 	// The cut comes minDelay to maxDelay after the trigger (or the write).
 	minDelay, maxDelay time.Duration
-	slow     bool // throttle the target download
+	slow               bool // throttle the target download
 }
 
 // cutRun is the state of the power-cut scenario that the phases read.
