@@ -4,7 +4,7 @@ package klp
 
 import "fmt"
 
-func loadModule(string, []byte) error { return fmt.Errorf("%w: not Linux", ErrUnsupported) }
+func loadModule(string, []byte, string) error { return fmt.Errorf("%w: not Linux", ErrUnsupported) }
 
 func unloadModule(string) error { return fmt.Errorf("%w: not Linux", ErrUnsupported) }
 
@@ -17,5 +17,7 @@ type kmsgReader struct{}
 func openKmsg(string) (*kmsgReader, error) { return nil, fmt.Errorf("%w: not Linux", ErrUnsupported) }
 
 func (r *kmsgReader) read() []string { return nil }
+
+func (r *kmsgReader) records() []kmsgRecord { return nil }
 
 func (r *kmsgReader) close() {}
