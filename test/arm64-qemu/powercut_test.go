@@ -293,8 +293,11 @@ func TestARM64PowerCuts(t *testing.T) {
 				}
 			}
 			note += fmt.Sprintf(" hit the write of copy %d", hit.copy+1)
+			at := -1
 			if rng.IntN(2) == 0 {
-				at := tearCopy(t, c.g.Disk, hit, rng)
+				at = tearCopy(t, c.g.Disk, hit, rng)
+			}
+			if at >= 0 {
 				note += fmt.Sprintf(", torn at byte %d", at)
 			} else {
 				note += ", which completed"
@@ -316,18 +319,26 @@ func TestARM64PowerCuts(t *testing.T) {
 	}
 }
 
-// tearCopy leaves the copy wr wrote half written: its first bytes new,
-// the rest as they were, cut at a random byte before the last that
-// changed. It returns the byte.
+// tearCopy leaves the copy wr wrote half written: new bytes up to a
+// random byte between the first and the last that the write changed, the
+// old bytes from there on, so the copy is neither the old nor the new
+// one. It returns the byte, or -1 when the write changed a single byte
+// and cannot be torn (it then counts as completed).
 func tearCopy(t *testing.T, d *Disk, wr envWrite, rng *rand.Rand) int {
 	t.Helper()
-	last := 0
+	first, last := -1, -1
 	for i := range wr.new {
 		if wr.new[i] != wr.old[i] {
+			if first < 0 {
+				first = i
+			}
 			last = i
 		}
 	}
-	at := 1 + rng.IntN(max(last, 1))
+	if first == last {
+		return -1
+	}
+	at := first + 1 + rng.IntN(last-first)
 	torn := append(bytes.Clone(wr.new[:at]), wr.old[at:]...)
 	if err := d.WriteEnvCopy(wr.copy, torn); err != nil {
 		t.Fatal(err)
