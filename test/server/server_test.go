@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,21 +25,44 @@ import (
 	"github.com/graft-dev/graft/tuf/repo"
 )
 
-// build builds graft-agent and graft-fleet into a temporary directory.
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// build builds graft-agent and graft-fleet once for the package's tests
+// and returns their directory.
 func build(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	for name, pkg := range map[string]string{
-		"graft-agent": "github.com/graft-dev/graft/agent/cmd/graft-agent",
-		"graft-fleet": "github.com/graft-dev/graft/tools/fleet/cmd/graft-fleet",
-	} {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, name), pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", name, err, out)
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "graft-server-bin-"); buildErr != nil {
+			return
 		}
+		for name, pkg := range map[string]string{
+			"graft-agent": "github.com/graft-dev/graft/agent/cmd/graft-agent",
+			"graft-fleet": "github.com/graft-dev/graft/tools/fleet/cmd/graft-fleet",
+		} {
+			cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(binDir, name), pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %w\n%s", name, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return dir
+	return binDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
 }
 
 // tool runs one of the built binaries and returns its standard output.
@@ -262,12 +286,7 @@ func TestSystemdUnit(t *testing.T) {
 		t.Skip("systemd-analyze not installed: parse check only")
 	}
 	dir := t.TempDir()
-	agent := filepath.Join(dir, "graft-agent")
-	cmd := exec.Command("go", "build", "-o", agent, "github.com/graft-dev/graft/agent/cmd/graft-agent")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	agent := filepath.Join(build(t), "graft-agent")
 	local := strings.ReplaceAll(string(unit), "/usr/local/bin/graft-agent", agent)
 	path := filepath.Join(dir, "graft-agent.service")
 	if err := os.WriteFile(path, []byte(local), 0o644); err != nil {
