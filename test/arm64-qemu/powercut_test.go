@@ -73,12 +73,14 @@ func (w *envWatcher) close() []envWrite {
 	return w.writes
 }
 
-// waitWrite waits for a write after since.
-func (w *envWatcher) waitWrite(ctx context.Context, since time.Time) (envWrite, bool) {
+// waitWrite waits for a write after since whose new environment
+// satisfies match (any write when match is nil).
+func (w *envWatcher) waitWrite(ctx context.Context, since time.Time, match func(bootenv.Env) bool) (envWrite, bool) {
 	for {
 		w.mu.Lock()
 		for _, wr := range w.writes {
-			if wr.at.After(since) {
+			env, _, err := bootenv.DecodeUBoot(wr.new, true)
+			if wr.at.After(since) && (match == nil || err == nil && match(env)) {
 				w.mu.Unlock()
 				return wr, true
 			}
@@ -101,6 +103,11 @@ type cutPhase struct {
 	env bool
 	// envWait is how long the next environment write may take to come.
 	envWait time.Duration
+	// match picks the phase's write by what it writes (nil: the first
+	// write after the trigger); slack is how long before the trigger it
+	// may have landed (a status reaches the fleet after the device moved on).
+	match func(bootenv.Env) bool
+	slack time.Duration
 	// The cut comes minDelay to maxDelay after the trigger (or the write).
 	minDelay, maxDelay time.Duration
 	slow               bool // throttle the target download
@@ -141,14 +148,26 @@ var (
 	phaseSlotWrite = cutPhase{name: "slot write", maxDelay: 3 * time.Second,
 		trigger: consoleTrigger(`msg="writing slot"`)}
 	phaseArm = cutPhase{name: "agent's env write arming the try", env: true, envWait: time.Minute, maxDelay: 40 * time.Millisecond,
+		match:   firstSlotLeft("1"),
 		trigger: consoleTrigger(`msg="writing slot"`)}
 	phaseUBoot = cutPhase{name: "U-Boot's env write", env: true, envWait: 5 * time.Second, maxDelay: 20 * time.Millisecond,
 		trigger: consoleTrigger(`graft-boot: saving env copy`)}
 	phaseCommit = cutPhase{name: "agent's env write marking the new slot good", env: true, envWait: time.Minute, maxDelay: 40 * time.Millisecond,
+		match: firstSlotLeft("3"), slack: 2 * time.Second,
 		trigger: statusTrigger(func(s transport.Status) bool { return s.State == transport.StateVerifying })}
 	phaseStart = cutPhase{name: "agent's env write at start", env: true, envWait: 5 * time.Second, maxDelay: 40 * time.Millisecond,
 		trigger: consoleTrigger(`graft-agent started`)}
 )
+
+// firstSlotLeft matches an environment whose first slot in BOOT_ORDER
+// has left attempts: "1" is the try the agent arms, "3" the slot it marks
+// good.
+func firstSlotLeft(left string) func(bootenv.Env) bool {
+	return func(env bootenv.Env) bool {
+		order := strings.Fields(env["BOOT_ORDER"])
+		return len(order) > 1 && env["BOOT_"+order[0]+"_LEFT"] == left
+	}
+}
 
 // TestARM64PowerCuts is scenario 3: QEMU is killed at random moments of
 // updates: during a slow download (so one download spans several boots),
@@ -252,7 +271,7 @@ func TestARM64PowerCuts(t *testing.T) {
 		// Wait for the phase; whenever the release in flight ends, give
 		// the device the next one so there is always work to cut into.
 		var werr error
-		triggered := time.Now()
+		var triggered time.Time
 		for deadline := time.Now().Add(90 * time.Second); ; {
 			if st, ok := lastFinal(w.fleet.Of(c.id), c.current); ok {
 				t.Logf("%s ended %s; releasing the next one", c.current, st.State)
@@ -260,9 +279,10 @@ func TestARM64PowerCuts(t *testing.T) {
 				release()
 			}
 			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-			triggered = time.Now()
 			werr = ph.trigger(pctx, c)
 			pcancel()
+			// Console lines come before the writes they announce.
+			triggered = time.Now().Add(-ph.slack)
 			if werr == nil || time.Now().After(deadline) {
 				break
 			}
@@ -271,7 +291,7 @@ func TestARM64PowerCuts(t *testing.T) {
 		wrote := false
 		if ph.env && werr == nil {
 			wctx, wcancel := context.WithTimeout(ctx, ph.envWait)
-			hit, wrote = watch.waitWrite(wctx, triggered)
+			hit, wrote = watch.waitWrite(wctx, triggered, ph.match)
 			wcancel()
 		}
 		delay := ph.minDelay + time.Duration(rng.Int64N(int64(ph.maxDelay-ph.minDelay)+1))
@@ -286,9 +306,9 @@ func TestARM64PowerCuts(t *testing.T) {
 		case ph.env && !wrote:
 			note += " (no environment write followed: cut anyway)"
 		case ph.env:
-			// The cut hit the last write since the trigger.
+			// The cut hit the last write since the phase's.
 			for _, wr := range writes {
-				if wr.at.After(triggered) {
+				if !wr.at.Before(hit.at) {
 					hit = wr
 				}
 			}
