@@ -108,6 +108,8 @@ type cutPhase struct {
 	// may have landed (a status reaches the fleet after the device moved on).
 	match func(bootenv.Env) bool
 	slack time.Duration
+	// tear: the write is torn every time, not half of the time.
+	tear bool
 	// The cut comes minDelay to maxDelay after the trigger (or the write).
 	minDelay, maxDelay time.Duration
 	slow               bool // throttle the target download
@@ -155,7 +157,7 @@ var (
 	phaseCommit = cutPhase{name: "agent's env write marking the new slot good", env: true, envWait: time.Minute, maxDelay: 40 * time.Millisecond,
 		match: firstSlotLeft("3"), slack: 2 * time.Second,
 		trigger: statusTrigger(func(s transport.Status) bool { return s.State == transport.StateVerifying })}
-	phaseStart = cutPhase{name: "agent's env write at start", env: true, envWait: 5 * time.Second, maxDelay: 40 * time.Millisecond,
+	phaseStart = cutPhase{name: "agent's env write at start", env: true, tear: true, envWait: 5 * time.Second, maxDelay: 40 * time.Millisecond,
 		trigger: consoleTrigger(`graft-agent started`)}
 )
 
@@ -174,9 +176,10 @@ func firstSlotLeft(left string) func(bootenv.Env) bool {
 // while the slot is written, and during every kind of environment write —
 // U-Boot's at each boot, the agent's at start, when it arms the try and
 // when it marks the new slot good. A cut during an environment write
-// tears the copy being written at a random byte half of the time (a
-// SIGKILLed QEMU cannot tear one virtio request, a power cut can tear a
-// flash write), else the write completes. After every cut the next boot
+// tears the copy being written at a random byte half of the time, and
+// always in the two cuts after the commit (a SIGKILLed QEMU cannot tear
+// one virtio request, a power cut can tear a flash write); else the write
+// completes. After every cut the next boot
 // must reach the agent, in the slot of the committed release unless an
 // update had armed a try; the journal's committed release never goes
 // back; the update in flight completes on the agent's retries.
@@ -204,8 +207,13 @@ func TestARM64PowerCuts(t *testing.T) {
 	release()
 	const slowRate = 1 << 20 // bytes per second in the download phases
 
+	// The last two come after the commit: both tear their write, so the
+	// committed release must survive a torn copy from the agent and
+	// from U-Boot.
+	uBootTorn := phaseUBoot
+	uBootTorn.tear = true
 	phases := []cutPhase{phaseDownload, phaseDownload, phaseSlotWrite, phaseArm, phaseUBoot,
-		phaseCommit, phaseStart, phaseUBoot}
+		phaseCommit, phaseStart, uBootTorn}
 	var outcomes []string
 	var committed journal.Release // the journal's committed release, as read between boots
 	for cut := 0; ; cut++ {
@@ -314,7 +322,7 @@ func TestARM64PowerCuts(t *testing.T) {
 			}
 			note += fmt.Sprintf(" hit the write of copy %d", hit.copy+1)
 			at := -1
-			if rng.IntN(2) == 0 {
+			if ph.tear || rng.IntN(2) == 0 {
 				at = tearCopy(t, c.g.Disk, hit, rng)
 			}
 			if at >= 0 {
