@@ -48,8 +48,15 @@ func watchEnv(d *Disk) *envWatcher {
 			for i := range last {
 				b, err := d.EnvCopy(i)
 				if err == nil && !bytes.Equal(b, last[i]) {
+					now := time.Now()
 					w.mu.Lock()
-					w.writes = append(w.writes, envWrite{copy: i, at: time.Now(), old: last[i], new: b})
+					// A poll can read a copy while QEMU is writing it:
+					// changes of one copy close together are one write.
+					if n := len(w.writes); n > 0 && w.writes[n-1].copy == i && now.Sub(w.writes[n-1].at) < 100*time.Millisecond {
+						w.writes[n-1].new = b
+					} else {
+						w.writes = append(w.writes, envWrite{copy: i, at: now, old: last[i], new: b})
+					}
 					w.mu.Unlock()
 					last[i] = b
 				}
