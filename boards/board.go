@@ -34,6 +34,9 @@ const (
 const (
 	BootloaderUBoot = "uboot"
 	BootloaderGrub  = "grub"
+	// BootloaderNone is a host graft does not boot: no A/B slots, no
+	// bootloader environment. Only live components apply there (a server).
+	BootloaderNone = "none"
 )
 
 // Arches are the architectures a board may have (Go's GOARCH names).
@@ -79,13 +82,20 @@ type Board struct {
 	Name       string
 	Arch       string   // "arm64", "arm" or "amd64"
 	Compatible []string // device-tree compatible strings that identify it
-	Console    string   // console device under /dev, e.g. "ttyAMA0"; "" for none
+	// OSRelease are os-release IDs (ID, ID_LIKE in /etc/os-release) that
+	// identify the board on a host no compatible string matches.
+	OSRelease  []string
+	Console    string // console device under /dev, e.g. "ttyAMA0"; "" for none
 	Baud       int
 	SlotGroups []SlotGroup
 	Bootloader Bootloader
 	Cmdline    string // file holding the kernel command line; default "/proc/cmdline"
 	Reboot     string // "syscall" or "exit"
 }
+
+// LiveOnly reports whether the board has no bootloader and no A/B slots:
+// the agent applies live components there and refuses images.
+func (b Board) LiveOnly() bool { return b.Bootloader.Kind == BootloaderNone }
 
 // Group returns the slot group called name.
 func (b Board) Group(name string) (SlotGroup, error) {
@@ -200,6 +210,7 @@ func validBoardName(s string) bool { return token(s, 64, true, "._-") }
 func validGroup(s string) bool     { return token(s, 32, false, "_-") }
 func validSlotName(s string) bool  { return token(s, 16, true, "") }
 func validConsole(s string) bool   { return token(s, 32, true, "._-") }
+func validOSID(s string) bool      { return token(s, 64, false, "._-") }
 
 // Bauds are the console speeds a board may use.
 var Bauds = []int{9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1500000, 3000000}
@@ -247,7 +258,20 @@ func (b Board) Validate() error {
 	} else if b.Baud != 0 {
 		return bad("console.baud", "set without console.device")
 	}
-	if err := b.validateSlots(); err != nil {
+	for i, id := range b.OSRelease {
+		f := fmt.Sprintf("os_release[%d]", i)
+		if !validOSID(id) {
+			return bad(f, "must be an os-release ID: 1 to 64 of a-z 0-9 . _ -")
+		}
+		if slices.Index(b.OSRelease, id) != i {
+			return bad(f, "%q is listed twice", id)
+		}
+	}
+	if b.LiveOnly() {
+		if len(b.SlotGroups) > 0 {
+			return bad("slots", "a board with bootloader %q has no A/B slots", BootloaderNone)
+		}
+	} else if err := b.validateSlots(); err != nil {
 		return err
 	}
 	if err := b.validateBootloader(); err != nil {
@@ -340,10 +364,14 @@ func (b Board) validateBootloader() error {
 		if bl.GrubEnv == "" {
 			return &FieldError{Board: b.Name, Field: "bootloader.grubenv", Err: ErrMissing}
 		}
+	case BootloaderNone:
+		if bl.FWEnvConfig != "" || len(bl.FWEnv) > 0 || bl.GrubEnv != "" {
+			return fieldErr(b.Name, "bootloader", "kind %q takes no environment (fw_env_config, fw_env, grubenv)", BootloaderNone)
+		}
 	case "":
 		return &FieldError{Board: b.Name, Field: "bootloader.kind", Err: ErrMissing}
 	default:
-		return fieldErr(b.Name, "bootloader.kind", "must be %q or %q, not %q", BootloaderUBoot, BootloaderGrub, bl.Kind)
+		return fieldErr(b.Name, "bootloader.kind", "must be %q, %q or %q, not %q", BootloaderUBoot, BootloaderGrub, BootloaderNone, bl.Kind)
 	}
 	if bl.Attempts < 1 || bl.Attempts > maxAttempts {
 		return fieldErr(b.Name, "bootloader.attempts", "must be 1 to %d, not %d", maxAttempts, bl.Attempts)
@@ -358,6 +386,7 @@ func (b Board) validateBootloader() error {
 func (b Board) clone() Board {
 	r := b
 	r.Compatible = slices.Clone(b.Compatible)
+	r.OSRelease = slices.Clone(b.OSRelease)
 	r.SlotGroups = slices.Clone(b.SlotGroups)
 	for i := range r.SlotGroups {
 		r.SlotGroups[i].Slots = slices.Clone(r.SlotGroups[i].Slots)

@@ -14,7 +14,7 @@ import (
 
 func TestBuiltinsValidate(t *testing.T) {
 	s := Builtin()
-	want := []string{"beaglebone-black", "qemu-virt-amd64", "qemu-virt-arm64", "qemu-virt-armv7", "raspberrypi4-64", "sim"}
+	want := []string{"beaglebone-black", "debian-server", "qemu-virt-amd64", "qemu-virt-arm64", "qemu-virt-armv7", "raspberrypi4-64", "sim"}
 	if got := s.Names(); !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}
@@ -34,6 +34,12 @@ func TestBuiltinsValidate(t *testing.T) {
 		if err := b.Validate(); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
+		if b.LiveOnly() {
+			if len(b.SlotGroups) != 0 {
+				t.Errorf("%s: live-only board with slots %+v", name, b.SlotGroups)
+			}
+			continue
+		}
 		rootfs, err := b.Group("rootfs")
 		if err != nil || len(rootfs.Slots) != 2 || rootfs.Slots[0].Name != "A" || rootfs.Slots[1].Name != "B" {
 			t.Errorf("%s: rootfs = %+v, %v; want slots A, B", name, rootfs, err)
@@ -51,8 +57,8 @@ func TestBuiltinFacts(t *testing.T) {
 		envLines                                   int
 	}{
 		{"sim", runtime.GOARCH, "", "slot-a.img", "slot-b.img", RebootExit, 1},
-		{"qemu-virt-arm64", "arm64", "ttyAMA0", "/dev/vda2", "/dev/vda3", RebootSyscall, 1},
-		{"qemu-virt-armv7", "arm", "ttyAMA0", "/dev/vda2", "/dev/vda3", RebootSyscall, 1},
+		{"qemu-virt-arm64", "arm64", "ttyAMA0", "/dev/vda2", "/dev/vda3", RebootSyscall, 2},
+		{"qemu-virt-armv7", "arm", "ttyAMA0", "/dev/vda2", "/dev/vda3", RebootSyscall, 2},
 		{"raspberrypi4-64", "arm64", "ttyS0", "/dev/mmcblk0p2", "/dev/mmcblk0p3", RebootSyscall, 1},
 		{"beaglebone-black", "arm", "ttyS0", "/dev/mmcblk1p2", "/dev/mmcblk1p3", RebootSyscall, 2},
 		{"qemu-virt-amd64", "amd64", "ttyS0", "/dev/vda2", "/dev/vda3", RebootSyscall, 0},

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 )
 
 // DefaultCompatiblePath is where Linux exposes the device tree's root
@@ -41,4 +43,53 @@ func ReadCompatible(path string) ([]string, error) {
 		return nil, fmt.Errorf("boards: read %s: %w", path, err)
 	}
 	return ParseCompatible(data), nil
+}
+
+// DefaultOSReleasePath is where a Linux distribution describes itself.
+const DefaultOSReleasePath = "/etc/os-release"
+
+// ParseOSRelease returns the distribution IDs an os-release file names:
+// ID, then the IDs of ID_LIKE in order ("ubuntu", "debian"). Values may
+// be quoted with " or '; lines that are not KEY=VALUE are skipped.
+func ParseOSRelease(data []byte) []string {
+	var id string
+	var like []string
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		switch k {
+		case "ID":
+			id = v
+		case "ID_LIKE":
+			like = strings.Fields(v)
+		}
+	}
+	var out []string
+	for _, s := range append([]string{id}, like...) {
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// ReadOSRelease reads and parses the os-release file at path, usually
+// DefaultOSReleasePath.
+func ReadOSRelease(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("boards: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxCompatible))
+	if err != nil {
+		return nil, fmt.Errorf("boards: read %s: %w", path, err)
+	}
+	return ParseOSRelease(data), nil
 }

@@ -9,8 +9,9 @@ import (
 var (
 	// ErrUnknownBoard means no board of that name is defined.
 	ErrUnknownBoard = errors.New("unknown board")
-	// ErrNoMatch means no board lists any of the device's compatible strings.
-	ErrNoMatch = errors.New("no board matches the device tree")
+	// ErrNoMatch means no board lists any of the device's compatible
+	// strings (Detect) or os-release IDs (DetectOS).
+	ErrNoMatch = errors.New("no board matches this device")
 	// ErrAmbiguous means several boards match the device tree equally well
 	// and the running architecture does not pick one.
 	ErrAmbiguous = errors.New("several boards match the device tree")

@@ -166,7 +166,7 @@ func (d *decoder) strings(n *node, board, field string) ([]string, error) {
 	return out, nil
 }
 
-var boardKeys = []string{"name", "extends", "arch", "compatible", "console", "slots", "bootloader", "cmdline", "reboot"}
+var boardKeys = []string{"name", "extends", "arch", "compatible", "os_release", "console", "slots", "bootloader", "cmdline", "reboot"}
 
 // board decodes one board object, applies defaults and validates it; a
 // validation error gets the line of the field it names.
@@ -215,6 +215,8 @@ func (d *decoder) board(n *node, lookup func(string) (Board, bool)) (Board, erro
 			}
 		case "compatible":
 			b.Compatible, err = d.strings(m.val, name, field)
+		case "os_release":
+			b.OSRelease, err = d.strings(m.val, name, field)
 		case "console":
 			err = d.fields(m.val, name, field, []string{"device", "baud"}, func(m member, field string) error {
 				lines[field] = m.line

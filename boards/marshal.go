@@ -10,8 +10,9 @@ type wireBoard struct {
 	Name       string         `json:"name"`
 	Arch       string         `json:"arch"`
 	Compatible []string       `json:"compatible,omitempty"`
+	OSRelease  []string       `json:"os_release,omitempty"`
 	Console    *wireConsole   `json:"console,omitempty"`
-	Slots      wireSlots      `json:"slots"`
+	Slots      wireSlots      `json:"slots,omitempty"`
 	Bootloader wireBootloader `json:"bootloader"`
 	Cmdline    string         `json:"cmdline,omitempty"`
 	Reboot     string         `json:"reboot,omitempty"`
@@ -88,6 +89,7 @@ func (b Board) MarshalJSON() ([]byte, error) {
 		Name:       b.Name,
 		Arch:       b.Arch,
 		Compatible: b.Compatible,
+		OSRelease:  b.OSRelease,
 		Slots:      wireSlots(b.SlotGroups),
 		Bootloader: wireBootloader{
 			Kind:        b.Bootloader.Kind,

@@ -160,3 +160,27 @@ func (s *Set) DetectArch(compatible []string, arch string) (Board, error) {
 	}
 	return Board{}, fmt.Errorf("boards: %w: compatible %q", ErrNoMatch, compatible)
 }
+
+// DetectOS picks the board for a host no device tree identifies (a
+// server) from its os-release IDs (ParseOSRelease: ID first, then
+// ID_LIKE): the first ID that some board lists in OSRelease decides, among
+// the boards of the agent's architecture. Errors match ErrNoMatch or
+// ErrAmbiguous.
+func (s *Set) DetectOS(ids []string) (Board, error) {
+	for _, id := range ids {
+		var cands []string
+		for _, n := range s.Names() {
+			if b := s.boards[n]; slices.Contains(b.OSRelease, id) && b.Arch == runtime.GOARCH {
+				cands = append(cands, n)
+			}
+		}
+		switch len(cands) {
+		case 0:
+			continue
+		case 1:
+			return s.boards[cands[0]].clone(), nil
+		}
+		return Board{}, fmt.Errorf("boards: %w: os-release ID %q is listed by %v; set the board in the config", ErrAmbiguous, id, cands)
+	}
+	return Board{}, fmt.Errorf("boards: %w: os-release IDs %q", ErrNoMatch, ids)
+}

@@ -15,6 +15,7 @@ var tokenRules = []struct {
 	{regexp.MustCompile(`^[a-z0-9_-]{1,32}$`), validGroup},
 	{regexp.MustCompile(`^[A-Za-z0-9]{1,16}$`), validSlotName},
 	{regexp.MustCompile(`^[A-Za-z0-9._-]{1,32}$`), validConsole},
+	{regexp.MustCompile(`^[a-z0-9._-]{1,64}$`), validOSID},
 }
 
 func checkTokenRules(t *testing.T, s string) {

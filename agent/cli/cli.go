@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/graft-dev/graft/agent/config"
@@ -38,6 +39,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"init", "--root ROOT_FILE [--config FILE] [--json]", "first-time setup: store the trusted TUF root in data_dir/tuf and create the board's missing files (the sim board's slots, environment, command line)", cmdInit},
 		{"run", "--config FILE", "run the agent daemon", cmdRun},
 		{"status", "[--config FILE] [--json]", "what is installed, booted and in flight", cmdStatus},
 		{"install", "--offline DIR [--release NAME] [--config FILE] [--reboot]", "install a release from a TUF repository on a directory or USB stick", cmdInstall},
@@ -167,6 +169,44 @@ func cmdRun(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	return daemon.Run(ctx, cfg, logger(e.stderr, cfg.LogLevel), daemon.Hooks{})
+}
+
+func cmdInit(_ context.Context, e env, args []string) error {
+	fs := flags(e, "init", "--root ROOT_FILE [--config FILE] [--json]")
+	cfgPath := fs.String("config", defaultConfig, "agent config `file`")
+	rootPath := fs.String("root", "", "the fleet's TUF root.json (`file`), as graft-fleet repo init wrote it")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *rootPath == "" || fs.NArg() > 0 {
+		return fmt.Errorf("%w: graft-agent init --root ROOT_FILE [--config FILE]", errUsage)
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	root, err := os.ReadFile(*rootPath)
+	if err != nil {
+		return err
+	}
+	done, err := daemon.Provision(cfg, root)
+	if *asJSON {
+		if done == nil {
+			done = []string{}
+		}
+		if perr := printJSON(e.stdout, map[string]any{"data_dir": cfg.DataDir, "created": done}); perr != nil && err == nil {
+			err = perr
+		}
+		return err
+	}
+	for _, d := range done {
+		fmt.Fprintf(e.stdout, "created %s\n", d)
+	}
+	if err == nil {
+		fmt.Fprintf(e.stdout, "%s is ready: graft-agent run --config %s\n", cfg.DataDir, *cfgPath)
+	}
+	return err
 }
 
 func splitAssign(s string) (string, string, bool) {

@@ -38,6 +38,7 @@ type statusView struct {
 	Device    string           `json:"device"`
 	Board     string           `json:"board"`
 	Version   string           `json:"agent_version"`
+	LiveOnly  bool             `json:"live_only"` // no A/B slots: live patches only, images refused
 	Booted    string           `json:"booted_slot"`
 	BootOrder []string         `json:"boot_order"`
 	Installed journal.Release  `json:"installed"`
@@ -51,17 +52,19 @@ func view(d *daemon.Device) (statusView, error) {
 	if err != nil {
 		return statusView{}, err
 	}
-	env, err := d.Env.Load()
-	if err != nil {
-		return statusView{}, err
-	}
-	st, err := slot.ParseState(env, d.Board.SlotNames())
-	if err != nil {
-		return statusView{}, err
+	var st slot.State
+	if !d.Board.LiveOnly() {
+		env, err := d.Env.Load()
+		if err != nil {
+			return statusView{}, err
+		}
+		if st, err = slot.ParseState(env, d.Board.SlotNames()); err != nil {
+			return statusView{}, err
+		}
 	}
 	rec := d.Journal.Record()
 	v := statusView{
-		Device: d.Config.DeviceID, Board: d.Board.Name, Version: daemon.Version(),
+		Device: d.Config.DeviceID, Board: d.Board.Name, Version: daemon.Version(), LiveOnly: d.Board.LiveOnly(),
 		Booted: booted, BootOrder: st.Order, Installed: rec.Installed, Update: rec.Update, Last: rec.Last,
 	}
 	if v.Update != nil {
@@ -102,10 +105,19 @@ func cmdStatus(_ context.Context, e env, args []string) error {
 	}
 	w := e.stdout
 	fmt.Fprintf(w, "device     %s (board %s, agent %s)\n", v.Device, v.Board, v.Version)
-	fmt.Fprintf(w, "booted     slot %s   boot order: %s\n", v.Booted, strings.Join(v.BootOrder, " "))
-	if v.Installed.Name != "" {
-		fmt.Fprintf(w, "installed  %s (version %s, sequence %d) in slot %s\n", v.Installed.Name, v.Installed.Version, v.Installed.Sequence, v.Installed.Slot)
+	if v.LiveOnly {
+		fmt.Fprintf(w, "mode       live-only: kernel and userspace live patches; no A/B slots, so releases that need an image are refused\n")
 	} else {
+		fmt.Fprintf(w, "booted     slot %s   boot order: %s\n", v.Booted, strings.Join(v.BootOrder, " "))
+	}
+	switch {
+	case v.Installed.Name != "" && v.LiveOnly:
+		fmt.Fprintf(w, "installed  %s (version %s, sequence %d), live\n", v.Installed.Name, v.Installed.Version, v.Installed.Sequence)
+	case v.Installed.Name != "":
+		fmt.Fprintf(w, "installed  %s (version %s, sequence %d) in slot %s\n", v.Installed.Name, v.Installed.Version, v.Installed.Sequence, v.Installed.Slot)
+	case v.LiveOnly:
+		fmt.Fprintf(w, "installed  no release yet\n")
+	default:
 		fmt.Fprintf(w, "installed  factory image\n")
 	}
 	if u := v.Update; u != nil {

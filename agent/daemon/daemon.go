@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
@@ -58,7 +59,7 @@ type Device struct {
 	Config  *config.Config
 	Board   boards.Board
 	Journal *journal.Journal
-	Env     bootenv.Store
+	Env     bootenv.Store // nil on a live-only board
 	TUF     *tuf.Client
 	Machine *machine
 	// NoReboot leaves the reboot to the operator (graft-agent install):
@@ -104,11 +105,7 @@ func LoadBoard(cfg *config.Config) (boards.Board, error) {
 	var b boards.Board
 	var err error
 	if cfg.Board == "" || cfg.Board == "auto" {
-		compat, cerr := boards.ReadCompatible("/proc/device-tree/compatible")
-		if cerr != nil {
-			return boards.Board{}, fmt.Errorf("board auto-detection: %w", cerr)
-		}
-		b, err = set.Detect(compat)
+		b, err = detectBoard(set, boards.DefaultCompatiblePath, boards.DefaultOSReleasePath)
 	} else {
 		b, err = set.Lookup(cfg.Board)
 	}
@@ -118,9 +115,40 @@ func LoadBoard(cfg *config.Config) (boards.Board, error) {
 	return b.WithDefaults().Resolve(cfg.DataDir), nil
 }
 
+// detectBoard finds the board from the device tree's compatible strings,
+// and on a host no device tree identifies (no /proc/device-tree, as on
+// x86-64 servers, or no board lists its strings) from os-release.
+func detectBoard(set *boards.Set, compatPath, osReleasePath string) (boards.Board, error) {
+	compat, cerr := boards.ReadCompatible(compatPath)
+	if cerr == nil {
+		b, err := set.Detect(compat)
+		if !errors.Is(err, boards.ErrNoMatch) {
+			return b, err
+		}
+		cerr = err
+	} else if !errors.Is(cerr, fs.ErrNotExist) {
+		return boards.Board{}, fmt.Errorf("board auto-detection: %w", cerr)
+	}
+	ids, err := boards.ReadOSRelease(osReleasePath)
+	if err != nil {
+		return boards.Board{}, fmt.Errorf("board auto-detection: %w; %w", cerr, err)
+	}
+	b, err := set.DetectOS(ids)
+	if err != nil {
+		return boards.Board{}, fmt.Errorf("board auto-detection: %w; %w", cerr, err)
+	}
+	return b, nil
+}
+
+// ErrNoBootEnv means the board has no bootloader environment: a
+// live-only board (bootloader "none").
+var ErrNoBootEnv = errors.New("no bootloader environment")
+
 // OpenEnv opens the bootloader environment a board uses.
 func OpenEnv(b boards.Board) (bootenv.Store, error) {
 	switch b.Bootloader.Kind {
+	case boards.BootloaderNone:
+		return nil, fmt.Errorf("board %s is live-only (bootloader %q, no A/B slots): %w", b.Name, b.Bootloader.Kind, ErrNoBootEnv)
 	case boards.BootloaderUBoot:
 		if len(b.Bootloader.FWEnv) == 0 {
 			return bootenv.OpenUBoot(b.Bootloader.FWEnvConfig)
@@ -164,6 +192,9 @@ func Open(cfg *config.Config, logger *slog.Logger, lock bool) (*Device, error) {
 	if d.Journal, err = journal.Open(journalPath(cfg.DataDir)); err != nil {
 		d.Close()
 		return nil, err
+	}
+	if b.LiveOnly() {
+		return d, nil // Env stays nil: no boot state to keep
 	}
 	if d.Env, err = OpenEnv(b); err != nil {
 		d.Close()

@@ -35,7 +35,8 @@ type machine struct {
 	cmdline      string // the kernel command line as first read by this process
 }
 
-// Booted reads the booted slot from the kernel command line. The boot ID
+// Booted reads the booted slot from the kernel command line ("" on a
+// live-only board, which has no slots). The boot ID
 // covers the kernel's boot_id and the command line, so it changes at every
 // boot, the simulated board's too.
 //
@@ -54,9 +55,12 @@ func (m *machine) Booted() (string, string, error) {
 	}
 	cmdline := m.cmdline
 	m.mu.Unlock()
-	s, err := slot.BootedSlot(cmdline)
-	if err != nil {
-		return "", "", err
+	s := "" // a live-only board boots no slot
+	if !m.board.LiveOnly() {
+		var err error
+		if s, err = slot.BootedSlot(cmdline); err != nil {
+			return "", "", err
+		}
 	}
 	kernelBootID, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {

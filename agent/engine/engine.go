@@ -770,6 +770,9 @@ func (e *Engine) MarkGood(ctx context.Context) (string, error) {
 // editBootState changes the RAUC boot variables under the environment's
 // lock; bootenv.Update writes only when something changed.
 func (e *Engine) editBootState(fn func(slot.State) slot.State) error {
+	if e.o.Board.LiveOnly() {
+		return nil // no bootloader, no boot state
+	}
 	return bootenv.Update(e.o.Env, func(env bootenv.Env) error {
 		s, err := slot.ParseState(env, e.o.Board.SlotNames())
 		if err != nil {

@@ -84,6 +84,9 @@ func MakePlan(m *manifest.Manifest, f Facts) (Plan, error) {
 	if m.Sequence <= f.RolledBack {
 		return Plan{}, fmt.Errorf("%w: %s (sequence %d): %w", ErrRefused, m.Name, m.Sequence, ErrRolledBack)
 	}
+	if f.Board.LiveOnly() {
+		return planLiveOnly(m, f)
+	}
 	var live []*manifest.Component
 	for i := range m.Components {
 		if c := &m.Components[i]; c.Kind.Live() {

@@ -27,13 +27,16 @@ var ErrNoUBoot = errors.New("rig: no U-Boot for this architecture")
 // output.
 var ErrTool = errors.New("rig: external tool failed")
 
-// EnvSize is the size of uboot.env, the single-copy U-Boot environment on
-// the boot partition: the size the boot script imports and exports, and
-// the third column of its fw_env.config line.
+// The U-Boot environment: two redundant copies of EnvSize bytes, raw on
+// the disk at EnvOffsets, in the gap between the partition table and
+// partition 1 (U-Boot's redundant format, "crc32 | flags | data"). The
+// boot script reads and writes them with "virtio read/write"; the agent
+// through the boards' fw_env ("/dev/vda 0x80000 0x4000" and
+// "/dev/vda 0xa0000 0x4000"); fw_printenv with the same two lines.
 const EnvSize = 0x4000
 
-// EnvFile is the name of the environment file on the boot partition.
-const EnvFile = "uboot.env"
+// EnvOffsets are the byte offsets of copy 1 and copy 2 on the disk.
+var EnvOffsets = [2]int64{0x80000, 0xa0000}
 
 // ubootArch describes what differs between the architectures in U-Boot:
 // the mkimage architecture, the kernel file in a slot and the command
@@ -77,9 +80,14 @@ func KernelFile(a Arch) string {
 
 // BootScript returns the U-Boot boot script (the source of boot.scr) for
 // a: RAUC's A/B selection over BOOT_ORDER and BOOT_<slot>_LEFT kept in
-// uboot.env on partition 1, then the chosen slot's kernel and initrd.img
+// the redundant environment at EnvOffsets, then the chosen slot's kernel and initrd.img
 // from partition 2 (A) or 3 (B). It prints lines a test can wait for:
 //
+//	graft-boot: env copy 1 read (flags 4)
+//	graft-boot: env copy 2 has a bad CRC; trying copy 1
+//	graft-boot: no valid env copy; using defaults
+//	graft-boot: saving env copy 2 (flags 5)
+//	graft-boot: env copy 2 saved
 //	graft-boot: slot B (BOOT_B_LEFT now 0)
 //	graft-boot: no slot has attempts left (BOOT_ORDER A B); resetting counters to 3
 //	graft-boot: reset
@@ -91,7 +99,11 @@ func BootScript(a Arch) string {
 	if err != nil {
 		return ""
 	}
-	return strings.NewReplacer("@ARCH@", string(a), "@KERNEL@", u.kernel, "@BOOTCMD@", u.boot).Replace(bootCmd)
+	hex := func(n int64) string { return fmt.Sprintf("%#x", n) }
+	return strings.NewReplacer("@ARCH@", string(a), "@KERNEL@", u.kernel, "@BOOTCMD@", u.boot,
+		"@ENV_SIZE@", hex(EnvSize), "@ENV_ISIZE@", hex(EnvSize-1), "@ENV_BLKS@", hex(EnvSize/sectorSize),
+		"@ENV1_OFF@", hex(EnvOffsets[0]), "@ENV2_OFF@", hex(EnvOffsets[1]),
+		"@ENV1_BLK@", hex(EnvOffsets[0]/sectorSize), "@ENV2_BLK@", hex(EnvOffsets[1]/sectorSize)).Replace(bootCmd)
 }
 
 // CompileBootScript writes BootScript(a) as a legacy U-Boot script image

@@ -20,9 +20,10 @@ import (
 	"github.com/graft-dev/graft/agent/bootenv"
 )
 
-// Layout of the rig's disk (MBR): p1 FAT boot (boot.scr, uboot.env),
-// p2 slot A, p3 slot B, p4 ext4 data. Partitions start at 1 MiB and are
-// aligned to 1 MiB.
+// Layout of the rig's disk (MBR): the two copies of the U-Boot
+// environment raw at EnvOffsets (before partition 1), p1 FAT boot
+// (boot.scr), p2 slot A, p3 slot B, p4 ext4 data. Partitions start at
+// 1 MiB and are aligned to 1 MiB.
 const (
 	sectorSize = 512
 	alignment  = 1 << 20
@@ -37,9 +38,6 @@ var (
 	// ErrBadMBR: the image does not start with a valid MBR partition table
 	// holding the rig's four partitions.
 	ErrBadMBR = errors.New("rig: bad MBR partition table")
-	// ErrBadFAT: a FAT boot sector or cluster map could not be read, or
-	// uboot.env is not stored in one contiguous run of clusters.
-	ErrBadFAT = errors.New("rig: bad FAT file system")
 	// ErrDiskSpec: a DiskSpec or file list cannot be built (a missing
 	// slot image, an image larger than its partition, a bad file name).
 	ErrDiskSpec = errors.New("rig: bad disk specification")
@@ -55,7 +53,7 @@ type DiskSpec struct {
 	BootSize, SlotSize, DataSize int64
 	SlotA                        string            // slot image (a FAT file system image, see BuildSlot); required
 	SlotB                        string            // optional; empty = zero-filled
-	Env                          map[string]string // uboot.env variables; nil = BOOT_ORDER="A B", BOOT_A_LEFT=3, BOOT_B_LEFT=3
+	Env                          map[string]string // U-Boot environment; nil = BOOT_ORDER="A B", BOOT_A_LEFT=3, BOOT_B_LEFT=3
 	Data                         map[string][]byte // files of the data partition by relative path (directories are created)
 }
 
@@ -142,8 +140,8 @@ func mtools(ctx context.Context, name string, args ...string) ([]byte, error) {
 func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
 
 // BuildDisk writes a disk image with the rig's layout to out: an MBR
-// written by sfdisk, a FAT boot partition holding boot.scr
-// (CompileBootScript) and uboot.env (bootenv.EncodeUBoot, EnvSize bytes),
+// written by sfdisk, the U-Boot environment (agent/bootenv, redundant, at
+// EnvOffsets), a FAT boot partition holding boot.scr (CompileBootScript),
 // the slot images at their partitions, and an ext4 data partition made by
 // mkfs.ext4 -d. Every file system is built as a separate file and copied
 // in at its offset; zero blocks are skipped, so the image is sparse.
@@ -169,9 +167,8 @@ func BuildDisk(ctx context.Context, spec DiskSpec, out string) (*Disk, error) {
 	if env == nil {
 		env = DefaultEnv()
 	}
-	envBytes, err := bootenv.EncodeUBoot(env, EnvSize, false, 0)
-	if err != nil {
-		return nil, fmt.Errorf("%w: uboot.env: %w", ErrDiskSpec, err)
+	if _, err := bootenv.EncodeUBoot(env, EnvSize, true, 0); err != nil {
+		return nil, fmt.Errorf("%w: environment: %w", ErrDiskSpec, err)
 	}
 
 	tmp, err := os.MkdirTemp("", "graft-disk-")
@@ -184,12 +181,8 @@ func BuildDisk(ctx context.Context, spec DiskSpec, out string) (*Disk, error) {
 	if err := CompileBootScript(ctx, spec.Arch, scr); err != nil {
 		return nil, err
 	}
-	envFile := filepath.Join(tmp, EnvFile)
-	if err := os.WriteFile(envFile, envBytes, 0o644); err != nil {
-		return nil, err
-	}
 	bootImg := filepath.Join(tmp, "boot.img")
-	if err := BuildSlot(ctx, bootImg, parts[0].Size, map[string]string{EnvFile: envFile, "boot.scr": scr}); err != nil {
+	if err := BuildSlot(ctx, bootImg, parts[0].Size, map[string]string{"boot.scr": scr}); err != nil {
 		return nil, err
 	}
 	dataImg := filepath.Join(tmp, "data.img")
@@ -197,7 +190,14 @@ func BuildDisk(ctx context.Context, spec DiskSpec, out string) (*Disk, error) {
 		return nil, err
 	}
 
-	return assembleDisk(ctx, out, next, parts, [4]string{bootImg, spec.SlotA, spec.SlotB, dataImg})
+	d, err := assembleDisk(ctx, out, next, parts, [4]string{bootImg, spec.SlotA, spec.SlotB, dataImg})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.SetEnv(env); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // assembleDisk writes a raw disk of size bytes to out: the MBR for parts,
@@ -402,138 +402,87 @@ func ParseMBR(b []byte) ([4]Partition, error) {
 // image returns the mtools spelling of partition i (0-based) of d.
 func (d *Disk) image(i int) string { return fmt.Sprintf("%s@@%d", d.Path, d.Parts[i].Offset) }
 
-// Env reads uboot.env from the boot partition and decodes it with
-// bootenv.DecodeUBoot (single copy, EnvSize bytes).
-func (d *Disk) Env() (map[string]string, error) {
-	b, err := mtools(context.Background(), "mcopy", "-i", d.image(0), "::"+EnvFile, "-")
+// EnvLocations returns where the two copies of the U-Boot environment lie
+// in the disk image, as agent/bootenv takes them.
+func (d *Disk) EnvLocations() []bootenv.FWLocation {
+	return []bootenv.FWLocation{
+		{Device: d.Path, Offset: EnvOffsets[0], Size: EnvSize},
+		{Device: d.Path, Offset: EnvOffsets[1], Size: EnvSize},
+	}
+}
+
+// FWEnvConfig returns the fw_env.config text that makes fw_printenv read
+// the disk image's environment.
+func (d *Disk) FWEnvConfig() string {
+	var b strings.Builder
+	for _, l := range d.EnvLocations() {
+		fmt.Fprintf(&b, "%s %#x %#x\n", l.Device, l.Offset, l.Size)
+	}
+	return b.String()
+}
+
+func (d *Disk) envStore() (*bootenv.UBoot, error) {
+	u, err := bootenv.NewUBoot(d.EnvLocations()...)
 	if err != nil {
 		return nil, err
 	}
-	env, _, err := bootenv.DecodeUBoot(b, false)
+	u.LockFile = "" // a host file, not the host's own environment
+	return u, nil
+}
+
+// Env reads the U-Boot environment the way U-Boot and the agent do: the
+// newer of the two copies with a valid CRC.
+func (d *Disk) Env() (map[string]string, error) {
+	u, err := d.envStore()
 	if err != nil {
-		return nil, fmt.Errorf("%s partition 1 %s: %w", d.Path, EnvFile, err)
+		return nil, err
+	}
+	env, err := u.Load()
+	if err != nil {
+		return nil, fmt.Errorf("%s: environment: %w", d.Path, err)
 	}
 	return env, nil
 }
 
-// SetEnv replaces uboot.env on the boot partition with env, encoded with
-// bootenv.EncodeUBoot (single copy, EnvSize bytes), through mcopy.
+// SetEnv saves env as agent/bootenv does: into the copy that is not
+// current, with its counter + 1.
 func (d *Disk) SetEnv(env map[string]string) error {
-	b, err := bootenv.EncodeUBoot(env, EnvSize, false, 0)
+	u, err := d.envStore()
 	if err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp("", "graft-env-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	p := filepath.Join(tmp, EnvFile)
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		return err
-	}
-	_, err = mtools(context.Background(), "mcopy", "-o", "-i", d.image(0), p, "::"+EnvFile)
-	return err
+	return u.Save(env)
 }
 
-// EnvOffset returns where uboot.env's bytes lie inside the boot partition
-// (partition 1), for an fw_env.config line "/dev/vda1 <offset> 0x4000" that
-// reads and writes the environment without mounting the FAT. It fails
-// with ErrBadFAT unless the file is one contiguous run of clusters.
-func (d *Disk) EnvOffset() (int64, error) {
+// EnvCopy returns the raw bytes of copy i (0 or 1) of the environment.
+func (d *Disk) EnvCopy(i int) ([]byte, error) {
 	f, err := os.Open(d.Path)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer f.Close()
-	bs := make([]byte, sectorSize)
-	if _, err := f.ReadAt(bs, d.Parts[0].Offset); err != nil {
-		return 0, fmt.Errorf("%w: boot sector: %w", ErrBadFAT, err)
+	b := make([]byte, EnvSize)
+	if _, err := f.ReadAt(b, EnvOffsets[i]); err != nil {
+		return nil, fmt.Errorf("%s: environment copy %d: %w", d.Path, i+1, err)
 	}
-	geo, err := ParseFATBootSector(bs)
-	if err != nil {
-		return 0, err
-	}
-	out, err := mtools(context.Background(), "mshowfat", "-i", d.image(0), "::"+EnvFile)
-	if err != nil {
-		return 0, err
-	}
-	first, last, err := parseClusterRun(string(out))
-	if err != nil {
-		return 0, err
-	}
-	if (last-first+1)*geo.ClusterSize < EnvSize {
-		return 0, fmt.Errorf("%w: %s spans clusters %d-%d, fewer than %d bytes", ErrBadFAT, EnvFile, first, last, EnvSize)
-	}
-	return geo.ClusterOffset(first), nil
+	return b, nil
 }
 
-// parseClusterRun reads mshowfat's "::/uboot.env <5-12>" and requires one
-// run of clusters.
-func parseClusterRun(s string) (first, last int64, err error) {
-	i, j := strings.IndexByte(s, '<'), strings.LastIndexByte(s, '>')
-	if i < 0 || j < i {
-		return 0, 0, fmt.Errorf("%w: mshowfat printed %q", ErrBadFAT, s)
+// WriteEnvCopy overwrites copy i (0 or 1) of the environment with b (at
+// most EnvSize bytes), as a torn or hand-made write would.
+func (d *Disk) WriteEnvCopy(i int, b []byte) error {
+	if len(b) > EnvSize {
+		return fmt.Errorf("%w: environment copy of %d bytes", ErrDiskSpec, len(b))
 	}
-	runs := strings.Fields(s[i+1 : j])
-	if len(runs) != 1 {
-		return 0, 0, fmt.Errorf("%w: %s is fragmented: %q", ErrBadFAT, EnvFile, s[i:j+1])
+	f, err := os.OpenFile(d.Path, os.O_RDWR, 0)
+	if err != nil {
+		return err
 	}
-	a, b, ok := strings.Cut(runs[0], "-")
-	if !ok {
-		b = a
+	if _, err := f.WriteAt(b, EnvOffsets[i]); err != nil {
+		f.Close()
+		return err
 	}
-	first, err1 := strconv.ParseInt(a, 10, 64)
-	last, err2 := strconv.ParseInt(b, 10, 64)
-	if err1 != nil || err2 != nil || first < 2 || last < first {
-		return 0, 0, fmt.Errorf("%w: cluster run %q", ErrBadFAT, runs[0])
-	}
-	return first, last, nil
-}
-
-// FATGeometry is what a FAT boot sector says about where clusters lie.
-type FATGeometry struct {
-	SectorSize  int64 // bytes per sector
-	ClusterSize int64 // bytes per cluster
-	DataStart   int64 // byte offset of cluster 2 from the start of the file system
-}
-
-// ClusterOffset returns the byte offset of cluster n (n >= 2) from the
-// start of the file system.
-func (g FATGeometry) ClusterOffset(n int64) int64 { return g.DataStart + (n-2)*g.ClusterSize }
-
-// ParseFATBootSector reads the BIOS parameter block of a FAT12/16/32 boot
-// sector.
-func ParseFATBootSector(b []byte) (FATGeometry, error) {
-	if len(b) < sectorSize {
-		return FATGeometry{}, fmt.Errorf("%w: boot sector of %d bytes", ErrBadFAT, len(b))
-	}
-	if b[510] != 0x55 || b[511] != 0xAA {
-		return FATGeometry{}, fmt.Errorf("%w: no 0x55AA boot sector signature", ErrBadFAT)
-	}
-	bps := int64(binary.LittleEndian.Uint16(b[11:]))
-	spc := int64(b[13])
-	reserved := int64(binary.LittleEndian.Uint16(b[14:]))
-	fats := int64(b[16])
-	rootEntries := int64(binary.LittleEndian.Uint16(b[17:]))
-	fatSize := int64(binary.LittleEndian.Uint16(b[22:]))
-	if fatSize == 0 {
-		fatSize = int64(binary.LittleEndian.Uint32(b[36:]))
-	}
-	switch {
-	case bps != 512 && bps != 1024 && bps != 2048 && bps != 4096:
-		return FATGeometry{}, fmt.Errorf("%w: %d bytes per sector", ErrBadFAT, bps)
-	case spc == 0 || spc&(spc-1) != 0:
-		return FATGeometry{}, fmt.Errorf("%w: %d sectors per cluster", ErrBadFAT, spc)
-	case reserved == 0 || fats == 0 || fatSize == 0:
-		return FATGeometry{}, fmt.Errorf("%w: reserved %d, FATs %d, FAT size %d", ErrBadFAT, reserved, fats, fatSize)
-	}
-	rootSectors := (rootEntries*32 + bps - 1) / bps
-	return FATGeometry{
-		SectorSize:  bps,
-		ClusterSize: spc * bps,
-		DataStart:   (reserved + fats*fatSize + rootSectors) * bps,
-	}, nil
+	return f.Close()
 }
 
 // ReadData returns the file name (a path relative to the root) from the

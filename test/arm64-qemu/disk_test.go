@@ -6,13 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -39,12 +39,12 @@ func buildTestSlot(t *testing.T, arch Arch, kernel []byte) string {
 	return img
 }
 
-// fwPrintenv runs the real fw_printenv on an environment at offset of
-// file and returns its variables.
-func fwPrintenv(t *testing.T, file string, offset int64) map[string]string {
+// fwPrintenv runs the real fw_printenv on the disk image's redundant
+// environment and returns its variables.
+func fwPrintenv(t *testing.T, d *Disk) map[string]string {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "fw_env.config")
-	line := fmt.Sprintf("%s %#x 0x4000\n", file, offset)
+	line := d.FWEnvConfig()
 	if err := os.WriteFile(cfg, []byte(line), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -87,51 +87,47 @@ func TestBuildDisk(t *testing.T) {
 		if !maps.Equal(got, env) {
 			t.Errorf("Env() = %v, want %v", got, env)
 		}
-		// The real fw_printenv, once on the extracted file, once on the
-		// disk image at the file's offset (as a guest would use /dev/vda1).
-		raw, err := exec.Command("mcopy", "-i", d.image(0), "::uboot.env", "-").Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := filepath.Join(t.TempDir(), "uboot.env")
-		if err := os.WriteFile(f, raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if got := fwPrintenv(t, f, 0); !maps.Equal(got, env) {
-			t.Errorf("fw_printenv on the file = %v, want %v", got, env)
-		}
-		off, err := d.EnvOffset()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := fwPrintenv(t, d.Path, d.Parts[0].Offset+off); !maps.Equal(got, env) {
-			t.Errorf("fw_printenv on the disk at p1+%#x = %v, want %v", off, got, env)
+		// The real fw_printenv on the disk image with the two copies'
+		// lines, as a guest reads /dev/vda.
+		if got := fwPrintenv(t, d); !maps.Equal(got, env) {
+			t.Errorf("fw_printenv on the disk = %v, want %v", got, env)
 		}
 	})
 
 	t.Run("set env", func(t *testing.T) {
-		before, err := d.EnvOffset()
-		if err != nil {
-			t.Fatal(err)
-		}
+		// Each save goes to the copy not in use; the other keeps the
+		// previous environment.
 		next := map[string]string{"BOOT_ORDER": "A B", "BOOT_A_LEFT": "2", "BOOT_B_LEFT": "0"}
-		if err := d.SetEnv(next); err != nil {
-			t.Fatal(err)
-		}
-		got, err := d.Env()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !maps.Equal(got, next) {
-			t.Errorf("Env() after SetEnv = %v, want %v", got, next)
-		}
-		after, err := d.EnvOffset()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("uboot.env at p1+%#x before SetEnv, p1+%#x after", before, after)
-		if got := fwPrintenv(t, d.Path, d.Parts[0].Offset+after); !maps.Equal(got, next) {
-			t.Errorf("fw_printenv on the disk = %v, want %v", got, next)
+		for n := range 3 {
+			before := [2][]byte{}
+			for i := range before {
+				if before[i], err = d.EnvCopy(i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			next["BOOT_A_LEFT"] = strconv.Itoa(n)
+			if err := d.SetEnv(next); err != nil {
+				t.Fatal(err)
+			}
+			changed := 0
+			for i := range before {
+				after, err := d.EnvCopy(i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(after, before[i]) {
+					changed++
+				}
+			}
+			if changed != 1 {
+				t.Errorf("save %d changed %d copies, want 1", n, changed)
+			}
+			if got, err := d.Env(); err != nil || !maps.Equal(got, next) {
+				t.Errorf("Env() after SetEnv = %v, %v, want %v", got, err, next)
+			}
+			if got := fwPrintenv(t, d); !maps.Equal(got, next) {
+				t.Errorf("fw_printenv on the disk = %v, want %v", got, next)
+			}
 		}
 	})
 
@@ -306,90 +302,6 @@ func FuzzParseMBR(f *testing.F) {
 			if p.Size < 0 || p.Offset < 0 || (p.Size > 0 && p.Offset < 512) {
 				t.Errorf("partition %d: %+v", i+1, p)
 			}
-		}
-	})
-}
-
-func TestParseFATBootSector(t *testing.T) {
-	// A real boot sector from mkfs.vfat, and the cluster mtools reports for
-	// a file in it.
-	img := filepath.Join(t.TempDir(), "fat.img")
-	src := filepath.Join(t.TempDir(), "f")
-	content := bytes.Repeat([]byte("graft"), 3000)
-	if err := os.WriteFile(src, content, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := BuildSlot(context.Background(), img, 16<<20, map[string]string{"dir/f": src}); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := ParseFATBootSector(b[:512])
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("mshowfat", "-i", img, "::dir/f").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, _, err := parseClusterRun(string(out))
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := g.ClusterOffset(first)
-	if !bytes.Equal(b[off:off+int64(len(content))], content) {
-		t.Errorf("cluster %d at %#x does not hold the file (geometry %+v)", first, off, g)
-	}
-
-	bad := bytes.Clone(b[:512])
-	bad[13] = 3 // sectors per cluster must be a power of two
-	if _, err := ParseFATBootSector(bad); !errors.Is(err, ErrBadFAT) {
-		t.Errorf("3 sectors per cluster: %v, want ErrBadFAT", err)
-	}
-}
-
-func FuzzParseFATBootSector(f *testing.F) {
-	f.Add(make([]byte, 512))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		g, err := ParseFATBootSector(b)
-		if err != nil {
-			return
-		}
-		if g.ClusterSize <= 0 || g.DataStart <= 0 {
-			t.Errorf("geometry %+v", g)
-		}
-	})
-}
-
-func TestParseClusterRun(t *testing.T) {
-	tests := []struct {
-		in          string
-		first, last int64
-		err         error
-	}{
-		{"::/uboot.env <2-9>\n", 2, 9, nil},
-		{"::/x <7>\n", 7, 7, nil},
-		{"::/uboot.env <2-3 7-9>\n", 0, 0, ErrBadFAT},
-		{"garbage", 0, 0, ErrBadFAT},
-		{"::/x <1-2>", 0, 0, ErrBadFAT},
-	}
-	for _, tt := range tests {
-		first, last, err := parseClusterRun(tt.in)
-		if !errors.Is(err, tt.err) || first != tt.first || last != tt.last {
-			t.Errorf("parseClusterRun(%q) = %d, %d, %v", tt.in, first, last, err)
-		}
-	}
-}
-
-func FuzzParseClusterRun(f *testing.F) {
-	f.Add("::/uboot.env <2-9>\n")
-	f.Add("::/x <2-3 7-9>")
-	f.Fuzz(func(t *testing.T, s string) {
-		first, last, err := parseClusterRun(s)
-		if err == nil && (first < 2 || last < first) {
-			t.Errorf("parseClusterRun(%q) = %d, %d", s, first, last)
 		}
 	})
 }

@@ -66,9 +66,60 @@ func TestUBootSelectsSlots(t *testing.T) {
 type step struct {
 	name  string
 	env   map[string]string
-	raw   []byte   // uboot.env's bytes instead of env, if set
-	lines []string // regular expressions, in order
+	prep  func(t *testing.T, d *Disk) // instead of env, if set
+	lines []string                    // regular expressions, in order
 	want  map[string]string
+}
+
+// newestCopy returns the copy (0 or 1) U-Boot and agent/bootenv read, and
+// its flags.
+func newestCopy(t *testing.T, d *Disk) (int, byte) {
+	t.Helper()
+	env, err := d.Env()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		b, err := d.EnvCopy(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, flags, err := bootenv.DecodeUBoot(b, true); err == nil && maps.Equal(e, env) {
+			return i, flags
+		}
+	}
+	t.Fatalf("no copy holds %v", env)
+	return 0, 0
+}
+
+// tearNewest saves older, then newer, then tears the copy newer went to
+// (its first bytes new, the rest the bytes it held before, as a power cut
+// in the middle of the write leaves it).
+func tearNewest(older, newer map[string]string) func(*testing.T, *Disk) {
+	return func(t *testing.T, d *Disk) {
+		if err := d.SetEnv(older); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.SetEnv(older); err != nil { // both copies hold older now
+			t.Fatal(err)
+		}
+		before, err := d.EnvCopy(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.SetEnv(newer); err != nil {
+			t.Fatal(err)
+		}
+		i, _ := newestCopy(t, d)
+		torn, err := d.EnvCopy(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(torn[12:], before[12:])
+		if err := d.WriteEnvCopy(i, torn); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func testUBoot(t *testing.T, arch Arch) {
@@ -83,16 +134,12 @@ func testUBoot(t *testing.T, arch Arch) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	envOff, err := d.EnvOffset()
-	if err != nil {
-		t.Fatal(err)
-	}
 	const banner = `^U-Boot 20\d\d\.`
+	const read, save = `^graft-boot: env copy [12] read \(flags [0-9a-f]+\)$`, `^graft-boot: env copy [12] saved$`
 	steps := []step{{
 		name: "default env boots A",
 		env:  DefaultEnv(),
-		lines: []string{banner,
-			`^graft-boot: uboot.env read$`,
+		lines: []string{banner, read, save,
 			`^graft-boot: slot A \(BOOT_A_LEFT now 2\)$`,
 			`^graft-boot: bootargs console=ttyAMA0 panic=1 rauc.slot=A root=/dev/vda2 graft.ip=eth0,10.0.2.15/24 quiet$`,
 			`Starting kernel`},
@@ -104,11 +151,11 @@ func testUBoot(t *testing.T, arch Arch) {
 		// BOOT_B_LEFT=0 picks A".
 		name: "try once falls back to A",
 		env:  map[string]string{"BOOT_ORDER": "B A", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "1", "graft_args": "loglevel=7"},
-		lines: []string{banner,
+		lines: []string{banner, read, save,
 			`^graft-boot: slot B \(BOOT_B_LEFT now 0\)$`,
 			`rauc.slot=B root=/dev/vda3 graft.ip=eth0,10.0.2.15/24 loglevel=7$`,
 			`^graft-boot: slot B did not boot; reset$`,
-			banner,
+			banner, read, save,
 			`^graft-boot: slot A \(BOOT_A_LEFT now 2\)$`,
 			`Starting kernel`},
 		want: map[string]string{"BOOT_ORDER": "B A", "BOOT_A_LEFT": "2", "BOOT_B_LEFT": "0", "graft_args": "loglevel=7"},
@@ -117,25 +164,45 @@ func testUBoot(t *testing.T, arch Arch) {
 		env:  map[string]string{"BOOT_ORDER": "A B", "BOOT_A_LEFT": "0", "BOOT_B_LEFT": "0"},
 		lines: []string{banner,
 			`^graft-boot: no slot has attempts left \(BOOT_ORDER A B\); resetting counters to 3$`,
+			save,
 			`^graft-boot: reset$`,
-			banner,
+			banner, read, save,
 			`^graft-boot: slot A \(BOOT_A_LEFT now 2\)$`,
 			`Starting kernel`},
 		want: map[string]string{"BOOT_ORDER": "A B", "BOOT_A_LEFT": "2", "BOOT_B_LEFT": "3"},
 	}, {
-		// A power cut while uboot.env was written leaves a bad CRC: the
-		// script boots with the defaults and writes a valid file again.
-		name: "bad CRC boots the defaults",
-		raw:  bytes.Repeat([]byte{0xa5}, EnvSize),
+		// A power cut while the newer copy was written (A committed, the
+		// try of B being armed): env import -c refuses its CRC without
+		// touching a variable, and the older copy boots A.
+		name: "torn newer copy boots the older one",
+		prep: tearNewest(map[string]string{"BOOT_ORDER": "A B", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3"},
+			map[string]string{"BOOT_ORDER": "B A", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "1"}),
 		lines: []string{banner,
-			`^graft-boot: no valid uboot.env on virtio 0:1; using defaults$`,
+			`^graft-boot: env copy [12] has a bad CRC; trying copy [12]$`, read, save,
+			`^graft-boot: slot A \(BOOT_A_LEFT now 2\)$`,
+			`Starting kernel`},
+		want: map[string]string{"BOOT_ORDER": "A B", "BOOT_A_LEFT": "2", "BOOT_B_LEFT": "3"},
+	}, {
+		// Both copies bad (a blank or wiped disk): the defaults.
+		name: "no valid copy boots the defaults",
+		prep: func(t *testing.T, d *Disk) {
+			for i := range 2 {
+				if err := d.WriteEnvCopy(i, bytes.Repeat([]byte{0xa5}, EnvSize)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		lines: []string{banner,
+			`^graft-boot: env copy [12] has a bad CRC; trying copy [12]$`,
+			`^graft-boot: env copy [12] has a bad CRC$`,
+			`^graft-boot: no valid env copy; using defaults$`, save,
 			`^graft-boot: slot A \(BOOT_A_LEFT now 2\)$`,
 			`Starting kernel`},
 		want: map[string]string{"BOOT_ORDER": "A B", "BOOT_A_LEFT": "2", "BOOT_B_LEFT": "3"},
 	}}
 	for _, s := range steps {
-		if s.raw != nil {
-			writeEnvFile(t, d, s.raw)
+		if s.prep != nil {
+			s.prep(t, d)
 		} else if err := d.SetEnv(s.env); err != nil {
 			t.Fatal(err)
 		}
@@ -143,6 +210,7 @@ func testUBoot(t *testing.T, arch Arch) {
 		runToKernel(t, arch, d, s)
 		t.Logf("%s: %s: %v from QEMU start to the stub kernel", arch, s.name, time.Since(start).Round(10*time.Millisecond))
 
+		// U-Boot wrote a copy that agent/bootenv reads as the newest.
 		got, err := d.Env()
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
@@ -150,39 +218,24 @@ func testUBoot(t *testing.T, arch Arch) {
 		if !maps.Equal(got, s.want) {
 			t.Errorf("%s: env after U-Boot %v, want %v", s.name, got, s.want)
 		}
-		// U-Boot's env export -c wrote the very bytes graft's encoder
-		// writes for the same variables (sorted, 0x00 padding, CRC32).
-		raw, err := mtools(ctx, "mcopy", "-i", d.image(0), "::"+EnvFile, "-")
+		// The copy U-Boot wrote holds the very bytes graft's encoder
+		// writes for the same variables and counter (sorted, 0x00
+		// padding, CRC32 over the data after the flags byte).
+		i, flags := newestCopy(t, d)
+		raw, err := d.EnvCopy(i)
 		if err != nil {
 			t.Fatal(err)
 		}
-		enc, err := bootenv.EncodeUBoot(s.want, EnvSize, false, 0)
+		enc, err := bootenv.EncodeUBoot(s.want, EnvSize, true, flags)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(raw, enc) {
-			t.Errorf("%s: U-Boot's uboot.env differs from bootenv.EncodeUBoot's", s.name)
+			t.Errorf("%s: U-Boot's copy %d differs from bootenv.EncodeUBoot's", s.name, i+1)
 		}
-		// fatwrite rewrote the file in place, so a guest can keep using
-		// the raw offset inside /dev/vda1.
-		if off, err := d.EnvOffset(); err != nil || off != envOff {
-			t.Errorf("%s: uboot.env moved from p1+%#x to p1+%#x (%v)", s.name, envOff, off, err)
-		}
-		if got := fwPrintenv(t, d.Path, d.Parts[0].Offset+envOff); !maps.Equal(got, s.want) {
+		if got := fwPrintenv(t, d); !maps.Equal(got, s.want) {
 			t.Errorf("%s: fw_printenv on the disk = %v, want %v", s.name, got, s.want)
 		}
-	}
-}
-
-// writeEnvFile replaces uboot.env on d's boot partition with b.
-func writeEnvFile(t *testing.T, d *Disk, b []byte) {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), EnvFile)
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mtools(context.Background(), "mcopy", "-o", "-i", d.image(0), p, "::"+EnvFile); err != nil {
-		t.Fatal(err)
 	}
 }
 

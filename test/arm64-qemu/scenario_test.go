@@ -5,10 +5,8 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -289,116 +287,6 @@ func TestARM64UpdateAndRollback(t *testing.T) { updateAndRollback(t, ARM64, true
 // TestARMv7Update is scenario 4: scenario 1 on qemu-system-arm -M virt
 // with Debian's armmp kernel and U-Boot qemu_arm.
 func TestARMv7Update(t *testing.T) { updateAndRollback(t, ARMHF, false) }
-
-// TestARM64PowerCuts is scenario 3: QEMU is killed at random moments while
-// the slot is written and while the boot state changes. After every cut
-// the next boot reaches a good slot, and the update completes on the
-// agent's retry. GRAFT_RIG_SEED replays a run.
-func TestARM64PowerCuts(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
-	defer cancel()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("GRAFT_RIG_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	t.Logf("power-cut seed %d (GRAFT_RIG_SEED=%d replays it)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
-
-	w := newWorld(t)
-	id := "qemu-cuts"
-	g := w.device(ctx, ARM64, id)
-	seq := uint64(2)
-	release := func() (string, []byte) {
-		name := "v" + strconv.FormatUint(seq, 10)
-		img := w.release(ctx, g, name, seq, false)
-		w.fleet.Notify(t, id, name)
-		return name, img
-	}
-	current, img := release()
-
-	const wantCuts = 10
-	var outcomes []string
-	for cut := 0; ; cut++ {
-		bootStart := time.Now().UnixMilli()
-		vm, err := g.Boot(ctx, consoleOut(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		phase := cut % 3
-		if phase == 2 && cut < wantCuts {
-			// Cut while U-Boot rewrites uboot.env, early in this boot.
-			delay := time.Duration(rng.Int64N(int64(60 * time.Millisecond)))
-			_, werr := vm.WaitFor(ctx, regexp.MustCompile(`graft-boot: uboot.env read|graft-boot: no valid uboot.env`))
-			time.Sleep(delay)
-			vm.Kill()
-			vm.Wait()
-			outcomes = append(outcomes, cutNote(g, cut, "U-Boot rewriting uboot.env", delay, boots(vm), werr))
-			t.Logf("power cut %s", outcomes[len(outcomes)-1])
-			continue
-		}
-		// Every boot must reach a good slot: the agent comes up.
-		if _, err := vm.WaitFor(ctx, reAgentUp); err != nil {
-			vm.Kill()
-			t.Fatalf("boot after cut %d did not reach the agent: %v\n%s", cut, err, tail(vm.Lines(), 60))
-		}
-		booted := boots(vm)
-		if cut >= wantCuts {
-			// Let this boot settle: the release committed, or the agent
-			// idle with it installed (its start refills the slot's attempts).
-			st, err := w.fleet.WaitFor(ctx, id, func(s transport.Status) bool {
-				return s.Time >= bootStart && (s.Release == current && agenttest.Final(s) || s.State == transport.StateIdle && s.Installed == current)
-			})
-			vm.Kill()
-			vm.Wait()
-			if err != nil || st.State == transport.StateRolledBack || st.State == transport.StateFailed {
-				t.Fatalf("after %d cuts %s did not complete: %+v %v\n%s", cut, current, st, err, tail(vm.Lines(), 60))
-			}
-			final, _ := lastFinal(w.fleet.Of(id), current)
-			t.Logf("after %d power cuts %s is committed in slot %s; the cuts:\n%s", cut, current, final.Slot, strings.Join(outcomes, "\n"))
-			other := map[string]string{"A": "B", "B": "A"}[final.Slot]
-			checkDisk(t, g.Disk, final.Slot+" "+other, final.Slot, img)
-			return
-		}
-		name, trigger := "slot write", regexp.MustCompile(`msg="writing slot"`)
-		delay := time.Duration(rng.Int64N(int64(3 * time.Second)))
-		if phase == 1 {
-			name, trigger = "agent arming the try and rebooting", regexp.MustCompile(`msg=rebooting`)
-			delay = time.Duration(rng.Int64N(int64(300 * time.Millisecond)))
-		}
-		// Wait for the phase; whenever the release in flight ends, give
-		// the device the next one so there is always work to cut into.
-		var werr error
-		for deadline := time.Now().Add(90 * time.Second); ; {
-			if st, ok := lastFinal(w.fleet.Of(id), current); ok {
-				t.Logf("%s ended %s; releasing the next one", current, st.State)
-				seq++
-				current, img = release()
-			}
-			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-			_, werr = vm.WaitFor(pctx, trigger)
-			pcancel()
-			if werr == nil || time.Now().After(deadline) {
-				break
-			}
-		}
-		time.Sleep(delay)
-		vm.Kill()
-		vm.Wait()
-		outcomes = append(outcomes, cutNote(g, cut, name, delay, booted, werr))
-		t.Logf("power cut %s", outcomes[len(outcomes)-1])
-	}
-}
-
-// cutNote describes one power cut and the boot state it left.
-func cutNote(g *Guest, cut int, phase string, delay time.Duration, booted []string, werr error) string {
-	env, _ := g.Disk.Env()
-	note := fmt.Sprintf("#%d %s +%dms (boots %v) → BOOT_ORDER=%q A_LEFT=%s B_LEFT=%s", cut+1, phase, delay.Milliseconds(),
-		booted, env["BOOT_ORDER"], env["BOOT_A_LEFT"], env["BOOT_B_LEFT"])
-	if werr != nil {
-		note += " (phase not reached: cut anyway)"
-	}
-	return note
-}
 
 // lastFinal returns the final status of release, if it has one.
 func lastFinal(events []transport.Status, release string) (transport.Status, bool) {
