@@ -53,6 +53,8 @@ func commands() []command {
 		notifyCmd(),
 		statusCmd(),
 		serveCmd(),
+		caInitCmd(), caIssueCmd(), caRevokeCmd(),
+		brokerConfigMosquittoCmd(),
 		patchBuildCmd(), patchShowCmd(),
 	}
 }
