@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"path/filepath"
 
 	"github.com/graft-dev/graft/tools/fleet/serve"
 	"github.com/graft-dev/graft/tuf/repo"
@@ -41,6 +42,7 @@ func serveCmd() command {
 				}
 				s, err := serve.Start(ctx, serve.Options{
 					MetadataDir: r.MetadataDir(),
+					PrivateDirs: []string{filepath.Join(*dir, "keys")},
 					TargetsDir:  r.TargetsDir(),
 					MQTTAddr:    *mqttAddr,
 					CADir:       *caDir,

@@ -1,15 +1,18 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -90,6 +93,9 @@ type Options struct {
 	// HTTPAddr is the repository server's listen address; "" means
 	// DefaultHTTPAddr. Port 0 picks a free port.
 	HTTPAddr string
+	// PrivateDirs hold secrets (the repository's keys); Start refuses to
+	// serve a tree that contains one. CADir counts too.
+	PrivateDirs []string
 	// Logger receives service logs; nil discards them. The broker's own
 	// chatter is passed on from level Warn up.
 	Logger *slog.Logger
@@ -123,6 +129,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		if err != nil || !fi.IsDir() {
 			return nil, fmt.Errorf("%w: %s directory %q", ErrNoDir, d.what, d.dir)
 		}
+	}
+	private := opts.PrivateDirs
+	if opts.CADir != "" {
+		private = append(private[:len(private):len(private)], opts.CADir)
+	}
+	if err := CheckPrivate([]string{opts.MetadataDir, opts.TargetsDir}, private...); err != nil {
+		return nil, err
 	}
 	mqttAddr := opts.MQTTAddr
 	if mqttAddr == "" && opts.CADir == "" {
@@ -305,36 +318,87 @@ func (s *Server) Close() error {
 
 // Handler serves metadataDir under /metadata/ and targetsDir under
 // /targets/, files only (no directory listings), with HTTP Range support.
+// It never leaves either tree: a symlink that leads out of it is not
+// followed (os.Root), and a file that holds a private key (a PEM private
+// key, a TUF key file) is never served, however it got there.
 func Handler(metadataDir, targetsDir string) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metadata/", http.StripPrefix("/metadata/", filesOnly(http.Dir(metadataDir))))
-	mux.Handle("GET /targets/", http.StripPrefix("/targets/", filesOnly(http.Dir(targetsDir))))
+	mux.Handle("GET /metadata/", http.StripPrefix("/metadata/", filesOnly(metadataDir)))
+	mux.Handle("GET /targets/", http.StripPrefix("/targets/", filesOnly(targetsDir)))
 	return mux
 }
 
-// filesOnly serves regular files from root and answers 404 for
+// filesOnly serves regular files from the tree at dir and answers 404 for
 // directories, so the server never lists the repository's layout.
-func filesOnly(root http.Dir) http.Handler {
+func filesOnly(dir string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := r.URL.Path
 		if name == "" || strings.HasSuffix(name, "/") {
 			http.NotFound(w, r)
 			return
 		}
-		f, err := root.Open(name)
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		defer root.Close()
+		// os.Root refuses ".." and absolute paths, and symlinks that
+		// resolve outside dir.
+		f, err := root.Open(path.Clean("/" + name)[1:])
 		if err != nil {
 			http.NotFound(w, r)
 			return
 		}
 		defer f.Close()
 		fi, err := f.Stat()
-		if err != nil || !fi.Mode().IsRegular() {
+		if err != nil || !fi.Mode().IsRegular() || holdsPrivateKey(f) {
 			http.NotFound(w, r)
 			return
 		}
 		// ServeContent handles Range, If-Range and HEAD.
 		http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
 	})
+}
+
+// holdsPrivateKey sniffs the start of f for a PEM private key or a TUF
+// key file with its private half, and rewinds f.
+func holdsPrivateKey(f *os.File) bool {
+	head := make([]byte, 1024)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return true
+	}
+	if bytes.Contains(head, []byte("PRIVATE KEY-----")) {
+		return true
+	}
+	return bytes.Contains(head, []byte(`"keyval"`)) && bytes.Contains(head, []byte(`"private"`))
+}
+
+// ErrKeysServed: a directory holding private keys lies inside a tree
+// serve would publish.
+var ErrKeysServed = errors.New("serve: private keys inside a served directory")
+
+// CheckPrivate refuses private directories (the repository's keys, the
+// CA) that lie inside or are the served metadata or targets directory.
+func CheckPrivate(served []string, private ...string) error {
+	for _, p := range private {
+		pr, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			continue // nothing there to leak
+		}
+		for _, s := range served {
+			sr, err := filepath.EvalSymlinks(s)
+			if err != nil {
+				continue
+			}
+			if rel, err := filepath.Rel(sr, pr); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+				return fmt.Errorf("%w: %s is inside %s", ErrKeysServed, p, s)
+			}
+		}
+	}
+	return nil
 }
 
 // minLevel passes records at or above min to h.
