@@ -281,6 +281,21 @@ func TestMTLSDeviceIsolation(t *testing.T) {
 			group.expect(t, transport.GroupNotifyTopic("canary")+"=for-canary")
 			watch.expect(t, transport.GroupNotifyTopic("canary")+"=for-canary")
 		})
+		t.Run("will on another device's topic", func(t *testing.T) {
+			// A connection that dies without DISCONNECT makes the broker
+			// publish its will: it must not be another device's flag.
+			c, err := tls.Dial("tcp", strings.TrimPrefix(b.url, "ssl://"), p.tlsFor(t, "d1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Write(connectPacket("d1", transport.OnlineTopic("d2"), "forged-will"))
+			io.ReadFull(c, make([]byte, 4)) // CONNACK, or the broker closes
+			c.Close()
+			d1 := mustDial(t, p, b, "d1")
+			pub(d1, transport.OnlineTopic("d1"), "control", false)
+			watch.expect(t, transport.OnlineTopic("d1")+"=control")
+			watch.none(t)
+		})
 		t.Run("take another device's client ID", func(t *testing.T) {
 			d2 := mustDial(t, p, b, "d2")
 			// serve refuses the connection; mosquitto replaces the client
@@ -396,10 +411,7 @@ func rawConnect(t *testing.T, p *fleetPKI, b secureBroker, name string) *tls.Con
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, byte(len(name))}
-	body = append(body, name...)
-	pkt := append(append([]byte{0x10}, varint(len(body))...), body...)
-	if _, err := c.Write(pkt); err != nil {
+	if _, err := c.Write(connectPacket(name, "", "")); err != nil {
 		t.Fatal(err)
 	}
 	ack := make([]byte, 4)
@@ -409,6 +421,22 @@ func rawConnect(t *testing.T, p *fleetPKI, b secureBroker, name string) *tls.Con
 	}
 	c.SetReadDeadline(time.Time{})
 	return c
+}
+
+// connectPacket is an MQTT 3.1.1 CONNECT with a clean session, and a
+// retained will when willTopic is set.
+func connectPacket(id, willTopic, will string) []byte {
+	flags := byte(0x02)
+	if willTopic != "" {
+		flags |= 0x04 | 0x20
+	}
+	str := func(b []byte, s string) []byte { return append(append(b, byte(len(s)>>8), byte(len(s))), s...) }
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, flags, 0, 60}
+	body = str(body, id)
+	if willTopic != "" {
+		body = str(str(body, willTopic), will)
+	}
+	return append(append([]byte{0x10}, varint(len(body))...), body...)
 }
 
 func varint(n int) []byte {
