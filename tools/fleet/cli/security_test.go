@@ -552,3 +552,48 @@ func addRelease(t *testing.T, dir, name, seq string) {
 	mustRun(t, "release", "add", "--repo", dir, "--name", name, "--version", seq+".0.0", "--sequence", seq,
 		"--board", "sim", "--image", img)
 }
+
+// TestMTLSAgentSession: the device's own session (transport/mqtt, as
+// graft-agent runs it) works within the rules: it connects with its
+// certificate, subscribes to its notify topic and its groups', publishes
+// its online flag and its telemetry, and receives an operator's notices.
+func TestMTLSAgentSession(t *testing.T) {
+	t.Parallel()
+	secureBrokers(t, func(t *testing.T, p *fleetPKI, b secureBroker) {
+		notices := make(chan transport.Notice, 4)
+		s, err := mqtt.Start(t.Context(), mqtt.Config{
+			Broker: b.url, DeviceID: "d1", Groups: []string{"canary", "all"}, TLS: p.tlsFor(t, "d1"),
+			ReconnectMin: 50 * time.Millisecond, ReconnectMax: 200 * time.Millisecond,
+			OnNotice: func(n transport.Notice) { notices <- n },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close(t.Context())
+		alice := mustDial(t, p, b, "alice")
+		online, _ := subscribe(t, alice, transport.OnlineTopic("d1"))
+		online.expect(t, transport.OnlineTopic("d1")+"="+string(transport.EncodeOnline(true)))
+		telemetry, _ := subscribe(t, alice, transport.TelemetryTopic("d1"))
+		if err := s.PublishTelemetry(t.Context(), transport.Telemetry{Device: "d1", Uptime: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-telemetry; !strings.HasPrefix(got, transport.TelemetryTopic("d1")+"=") {
+			t.Fatalf("telemetry: %q", got)
+		}
+		for _, topic := range []string{transport.NotifyTopic("d1"), transport.GroupNotifyTopic("canary")} {
+			n, _ := transport.EncodeNotice(transport.Notice{Release: "v2", Manifest: "releases/v2/manifest.cbor"})
+			pub(alice, topic, string(n), false)
+			select {
+			case got := <-notices:
+				if got.Release != "v2" {
+					t.Fatalf("notice %+v", got)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the session never received the notice on %s", topic)
+			}
+		}
+		if !s.Connected() {
+			t.Fatal("the session lost its connection")
+		}
+	})
+}
