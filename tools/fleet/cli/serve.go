@@ -13,7 +13,7 @@ import (
 func serveCmd() command {
 	return command{
 		name:    "serve",
-		summary: "run an embedded MQTT broker and an HTTP server for the TUF repository until interrupted",
+		summary: "run an embedded MQTT broker (mutual TLS with --ca, plain on loopback) and an HTTP server for the TUF repository until interrupted",
 		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 			dir := fs.String("repo", "", "TUF repository `DIR` (required)")
 			mqttAddr := fs.String("mqtt", "", "plain broker listen `ADDR`, loopback only: it lets every client in (default "+serve.DefaultMQTTAddr+" without --ca, none with --ca; port 0: any free port)")
