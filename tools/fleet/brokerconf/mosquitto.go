@@ -25,6 +25,7 @@ type MosquittoParams struct {
 	CertFile  string // the broker's certificate and key
 	KeyFile   string
 	ACLFile   string // where the ACL file will be written (absolute path)
+	DataDir   string // persistence directory (absolute path; sessions and retained messages survive restarts)
 	MaxPacket int    // max_packet_size; 0 means transport.MaxPayload + 1024
 	Operators []Operator
 }
@@ -48,7 +49,7 @@ func Mosquitto(p MosquittoParams) (MosquittoFiles, error) {
 	if p.Bind != "" && net.ParseIP(p.Bind) == nil {
 		return MosquittoFiles{}, fmt.Errorf("brokerconf: bind address %q is not an IP address", p.Bind)
 	}
-	for _, f := range []string{p.CAFile, p.CRLFile, p.CertFile, p.KeyFile, p.ACLFile} {
+	for _, f := range []string{p.CAFile, p.CRLFile, p.CertFile, p.KeyFile, p.ACLFile, p.DataDir} {
 		if f == "" || !strings.HasPrefix(f, "/") || strings.ContainsAny(f, "\n\r") {
 			return MosquittoFiles{}, fmt.Errorf("brokerconf: file path %q must be absolute", f)
 		}
@@ -62,7 +63,10 @@ func Mosquitto(p MosquittoParams) (MosquittoFiles, error) {
 	c.WriteString("# (docs/security.md). Send SIGHUP after ca revoke to reload crl.pem and the ACL.\n")
 	c.WriteString("per_listener_settings false\nallow_anonymous false\n")
 	fmt.Fprintf(&c, "max_packet_size %d\n", maxPacket)
-	fmt.Fprintf(&c, "acl_file %s\n\n", p.ACLFile)
+	fmt.Fprintf(&c, "acl_file %s\n", p.ACLFile)
+	c.WriteString("# Devices keep persistent sessions: their subscriptions and queued notices\n")
+	c.WriteString("# survive a broker restart.\n")
+	fmt.Fprintf(&c, "persistence true\npersistence_location %s/\n\n", strings.TrimSuffix(p.DataDir, "/"))
 	listen := strconv.Itoa(p.Port)
 	if p.Bind != "" {
 		listen += " " + p.Bind

@@ -24,7 +24,7 @@ func brokerConfigMosquittoCmd() command {
 		summary: "write a mosquitto configuration enforcing the fleet's rules (mTLS, CRL, identity as user name and client ID, ACLs); run it again after issuing or revoking an operator",
 		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 			caDir := fs.String("ca", "", "fleet CA `DIR` (required)")
-			out := fs.String("out", "", "output `DIR`: mosquitto.conf, acl, broker.crt, broker.key (required)")
+			out := fs.String("out", "", "output `DIR`: mosquitto.conf, acl, broker.crt, broker.key, data/ for persistence (required; mosquitto's user must be able to write data/)")
 			port := fs.Int("port", 8883, "TLS listener `PORT`")
 			bind := fs.String("bind", "", "listen `IP` (default all addresses)")
 			var hosts stringList
@@ -63,6 +63,7 @@ func brokerConfigMosquittoCmd() command {
 					CertFile: filepath.Join(outAbs, brokerCertName+".crt"),
 					KeyFile:  filepath.Join(outAbs, brokerCertName+".key"),
 					ACLFile:  filepath.Join(outAbs, "acl"),
+					DataDir:  filepath.Join(outAbs, "data"),
 				}
 				for _, o := range ops {
 					p.Operators = append(p.Operators, brokerconf.Operator{Name: o.Name, Role: identity.Role(o.Role)})
@@ -71,7 +72,7 @@ func brokerConfigMosquittoCmd() command {
 				if err != nil {
 					return usagef("%v", err)
 				}
-				if err := os.MkdirAll(outAbs, 0o700); err != nil {
+				if err := os.MkdirAll(p.DataDir, 0o700); err != nil {
 					return err
 				}
 				if _, err := os.Stat(p.CertFile); errors.Is(err, os.ErrNotExist) {
