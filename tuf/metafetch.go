@@ -44,9 +44,6 @@ func (m *metaFetcher) DownloadFile(u string, maxLength int64, _ time.Duration) (
 		}
 		return nil, fmt.Errorf("%w: %w: %w", ErrTransfer, &metadata.ErrDownload{Msg: u}, err)
 	}
-	if u == m.timestamp {
-		m.gotTS = bytes.Clone(buf.b.Bytes())
-	}
 	return buf.b.Bytes(), nil
 }
 
