@@ -218,11 +218,10 @@ func (c *Client) updater(ctx context.Context, root []byte) (*updater.Updater, *m
 	uc.LocalMetadataDir = c.cfg.MetadataDir
 	uc.LocalTargetsDir = c.cfg.TargetDir
 	uc.RemoteTargetsURL = "" // targets are fetched by Download, never by go-tuf
-	var f Fetcher = HTTPFetcher{}
+	mf := &metaFetcher{ctx: ctx, f: HTTPFetcher{}}
 	if c.meta.local {
-		f = DirFetcher{}
+		mf.f, mf.dir = DirFetcher{}, c.meta.base
 	}
-	mf := &metaFetcher{ctx: ctx, f: f}
 	uc.Fetcher = mf
 	up, err := updater.New(uc)
 	if err != nil {

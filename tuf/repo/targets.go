@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -26,6 +27,8 @@ type Target struct {
 	Length int64
 	Hashes map[string][]byte // "sha256", "sha512"
 	Custom json.RawMessage   // nil when none
+	// Role signs the target: "targets" or a delegated role.
+	Role string
 }
 
 // staged is staged/targets.json: the whole next targets map.
@@ -35,13 +38,17 @@ type staged struct {
 
 func (r *Repo) stagedDir() string { return filepath.Join(r.dir, "staged") }
 
-// loadStaged returns the staged targets map, or a copy of the published one
-// when nothing is staged (ok false).
-func (r *Repo) loadStaged() (map[string]*metadata.TargetFiles, bool, error) {
-	data, err := os.ReadFile(filepath.Join(r.stagedDir(), "targets.json"))
+// loadStaged returns role's staged targets map, or a copy of the
+// published one when nothing is staged for it (ok false).
+func (r *Repo) loadStaged(role string) (map[string]*metadata.TargetFiles, bool, error) {
+	cur, err := r.targetsOf(role)
+	if err != nil {
+		return nil, false, err
+	}
+	data, err := os.ReadFile(r.stagedPath(role))
 	if errors.Is(err, fs.ErrNotExist) {
-		m := make(map[string]*metadata.TargetFiles, len(r.targets.Signed.Targets))
-		for k, v := range r.targets.Signed.Targets {
+		m := make(map[string]*metadata.TargetFiles, len(cur.Signed.Targets))
+		for k, v := range cur.Signed.Targets {
 			m[k] = v
 		}
 		return m, false, nil
@@ -51,7 +58,7 @@ func (r *Repo) loadStaged() (map[string]*metadata.TargetFiles, bool, error) {
 	}
 	var s staged
 	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, false, fmt.Errorf("repo: staged/targets.json: %w", err)
+		return nil, false, fmt.Errorf("repo: %s: %w", r.stagedPath(role), err)
 	}
 	if s.Targets == nil {
 		s.Targets = map[string]*metadata.TargetFiles{}
@@ -62,15 +69,16 @@ func (r *Repo) loadStaged() (map[string]*metadata.TargetFiles, bool, error) {
 	return s.Targets, true, nil
 }
 
-func (r *Repo) saveStaged(m map[string]*metadata.TargetFiles) error {
-	if err := os.MkdirAll(r.stagedDir(), 0o755); err != nil {
+func (r *Repo) saveStaged(role string, m map[string]*metadata.TargetFiles) error {
+	p := r.stagedPath(role)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("repo: %w", err)
 	}
 	data, err := json.Marshal(staged{Targets: m})
 	if err != nil {
 		return fmt.Errorf("repo: %w", err)
 	}
-	return atomicfs.WriteFile(filepath.Join(r.stagedDir(), "targets.json"), data, 0o644)
+	return atomicfs.WriteFile(p, data, 0o644)
 }
 
 // cleanName reports whether name is a relative slash-separated path with
@@ -94,8 +102,24 @@ func cleanName(name string) bool {
 // (hard links); otherwise it waits in staged/ until Publish moves it to
 // targets/<name>. Devices see nothing until Publish.
 func (r *Repo) AddTarget(name string, src io.Reader, custom json.RawMessage) (Target, error) {
+	return r.AddTargetFor(metadata.TARGETS, name, src, custom)
+}
+
+// AddTargetFor is AddTarget for a target signed by role: the top-level
+// "targets" or a delegated role, whose paths must cover name
+// (ErrNotDelegated otherwise). Publish then needs only that role's keys
+// (and snapshot's and timestamp's), not the top-level targets keys.
+func (r *Repo) AddTargetFor(role, name string, src io.Reader, custom json.RawMessage) (Target, error) {
 	if !cleanName(name) {
 		return Target{}, fmt.Errorf("repo: %q: %w", name, ErrInvalidTargetName)
+	}
+	if _, err := r.targetsOf(role); err != nil {
+		return Target{}, err
+	}
+	if d := r.delegation(role); d != nil {
+		if ok, err := d.IsDelegatedPath(name); err != nil || !ok {
+			return Target{}, fmt.Errorf("repo: %q in role %q (paths %q): %w", name, role, d.Paths, ErrNotDelegated)
+		}
 	}
 	if custom != nil && !json.Valid(custom) {
 		return Target{}, fmt.Errorf("repo: target %q: %w", name, ErrInvalidCustom)
@@ -158,12 +182,12 @@ func (r *Repo) AddTarget(name string, src io.Reader, custom json.RawMessage) (Ta
 	if err := atomicfs.SyncDir(finalDir); err != nil {
 		return Target{}, err
 	}
-	m, _, err := r.loadStaged()
+	m, _, err := r.loadStaged(role)
 	if err != nil {
 		return Target{}, err
 	}
 	m[name] = tf
-	if err := r.saveStaged(m); err != nil {
+	if err := r.saveStaged(role, m); err != nil {
 		return Target{}, err
 	}
 	return toTarget(name, tf), nil
@@ -188,8 +212,11 @@ func linkOrCopy(src, dst string) error {
 // RemoveTarget stages the removal of name. With consistent snapshots the
 // hash-named files stay (older snapshots may name them); otherwise Publish
 // deletes targets/<name>.
-func (r *Repo) RemoveTarget(name string) error {
-	m, _, err := r.loadStaged()
+func (r *Repo) RemoveTarget(name string) error { return r.RemoveTargetFor(metadata.TARGETS, name) }
+
+// RemoveTargetFor is RemoveTarget for a target signed by role.
+func (r *Repo) RemoveTargetFor(role, name string) error {
+	m, _, err := r.loadStaged(role)
 	if err != nil {
 		return err
 	}
@@ -203,31 +230,53 @@ func (r *Repo) RemoveTarget(name string) error {
 			return fmt.Errorf("repo: %w", err)
 		}
 	}
-	return r.saveStaged(m)
+	return r.saveStaged(role, m)
 }
 
-// Publish signs and writes the staged targets (or the current ones, with
-// fresh expiry, when nothing is staged) as the next targets version, then
-// the next snapshot and timestamp versions, in that order.
+// Publish signs and writes every targets role with staged changes as its
+// next version (the top-level targets, with fresh expiry, also when
+// nothing at all is staged), then the next snapshot and timestamp
+// versions, in that order. It needs the keys of the roles it re-signs, of
+// snapshot and of timestamp.
 func (r *Repo) Publish() error {
-	m, _, err := r.loadStaged()
-	if err != nil {
-		return err
+	type change struct {
+		role string
+		m    *metadata.Metadata[metadata.TargetsType]
+		next map[string]*metadata.TargetFiles
 	}
-	if !r.root.Signed.ConsistentSnapshot {
-		if err := r.moveStagedFiles(m); err != nil {
+	var changes []change
+	for _, role := range append([]string{metadata.TARGETS}, mapKeys(r.delegated)...) {
+		next, ok, err := r.loadStaged(role)
+		if err != nil {
 			return err
 		}
+		if ok {
+			m, _ := r.targetsOf(role)
+			changes = append(changes, change{role, m, next})
+		}
 	}
-	r.targets.Signed.Targets = m
-	r.targets.Signed.Version++
-	r.targets.Signed.Expires = r.expires(metadata.TARGETS)
-	if err := sign(r, metadata.TARGETS, r.targets); err != nil {
-		return err
+	if len(changes) == 0 {
+		changes = []change{{metadata.TARGETS, r.targets, r.targets.Signed.Targets}}
+	}
+	for _, c := range changes {
+		if !r.root.Signed.ConsistentSnapshot {
+			if err := r.moveStagedFiles(c.m.Signed.Targets, c.next); err != nil {
+				return err
+			}
+		}
+		c.m.Signed.Targets = c.next
+		c.m.Signed.Version++
+		c.m.Signed.Expires = r.expires(metadata.TARGETS)
+		if err := sign(r, c.role, c.m); err != nil {
+			return err
+		}
 	}
 	r.snapshot.Signed.Version++
 	r.snapshot.Signed.Expires = r.expires(metadata.SNAPSHOT)
 	r.snapshot.Signed.Meta = map[string]*metadata.MetaFiles{"targets.json": metadata.MetaFile(r.targets.Signed.Version)}
+	for name, m := range r.delegated {
+		r.snapshot.Signed.Meta[name+".json"] = metadata.MetaFile(m.Signed.Version)
+	}
 	if err := sign(r, metadata.SNAPSHOT, r.snapshot); err != nil {
 		return err
 	}
@@ -245,7 +294,8 @@ func (r *Repo) Publish() error {
 }
 
 // RefreshTimestamp signs the next timestamp version, pointing at the
-// current snapshot, with a fresh expiry.
+// current snapshot, with a fresh expiry. It needs only the timestamp keys
+// (OpenOptions.Roles).
 func (r *Repo) RefreshTimestamp() error {
 	r.stampTimestamp()
 	if err := sign(r, metadata.TIMESTAMP, r.timestamp); err != nil {
@@ -257,6 +307,21 @@ func (r *Repo) RefreshTimestamp() error {
 	return r.saveSettings()
 }
 
+// Expires returns when each role's current metadata expires (top-level
+// roles and delegated ones).
+func (r *Repo) Expires() map[string]time.Time {
+	out := map[string]time.Time{
+		metadata.ROOT:      r.root.Signed.Expires,
+		metadata.TARGETS:   r.targets.Signed.Expires,
+		metadata.SNAPSHOT:  r.snapshot.Signed.Expires,
+		metadata.TIMESTAMP: r.timestamp.Signed.Expires,
+	}
+	for name, m := range r.delegated {
+		out[name] = m.Signed.Expires
+	}
+	return out
+}
+
 func (r *Repo) stampTimestamp() {
 	r.timestamp.Signed.Version++
 	r.timestamp.Signed.Expires = r.expires(metadata.TIMESTAMP)
@@ -264,8 +329,8 @@ func (r *Repo) stampTimestamp() {
 }
 
 // moveStagedFiles (plain repositories) puts staged files in place and
-// deletes files of removed targets.
-func (r *Repo) moveStagedFiles(next map[string]*metadata.TargetFiles) error {
+// deletes files of targets in old but not in next.
+func (r *Repo) moveStagedFiles(old, next map[string]*metadata.TargetFiles) error {
 	for name := range next {
 		src := filepath.Join(r.stagedDir(), "files", filepath.FromSlash(name))
 		if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
@@ -282,7 +347,7 @@ func (r *Repo) moveStagedFiles(next map[string]*metadata.TargetFiles) error {
 			return err
 		}
 	}
-	for name := range r.targets.Signed.Targets {
+	for name := range old {
 		if _, ok := next[name]; ok {
 			continue
 		}
@@ -294,11 +359,17 @@ func (r *Repo) moveStagedFiles(next map[string]*metadata.TargetFiles) error {
 	return nil
 }
 
-// Targets returns the published targets (not the staged ones).
+// Targets returns the published targets (not the staged ones) of every
+// targets role, top-level first, then each delegated role by name.
 func (r *Repo) Targets() []Target {
-	out := make([]Target, 0, len(r.targets.Signed.Targets))
-	for _, n := range mapKeys(r.targets.Signed.Targets) {
-		out = append(out, toTarget(n, r.targets.Signed.Targets[n]))
+	var out []Target
+	for _, role := range append([]string{metadata.TARGETS}, mapKeys(r.delegated)...) {
+		m, _ := r.targetsOf(role)
+		for _, n := range mapKeys(m.Signed.Targets) {
+			t := toTarget(n, m.Signed.Targets[n])
+			t.Role = role
+			out = append(out, t)
+		}
 	}
 	return out
 }
