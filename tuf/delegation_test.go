@@ -3,7 +3,7 @@ package tuf_test
 import (
 	"bytes"
 	"context"
-		"encoding/hex"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
