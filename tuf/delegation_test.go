@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/graft-dev/graft/tuf"
@@ -81,6 +82,14 @@ func TestDelegatedTarget(t *testing.T) {
 // delegated key holder can do on its own.
 func forgeRole(t *testing.T, f *fixture, role, name string, data []byte) {
 	t.Helper()
+	forge(t, f, role, signingKey(t, filepath.Join(f.dir, "repo"), role, 1), name, data)
+}
+
+// forge adds name to role's metadata signed by signer alone, and signs
+// the snapshot and timestamp that name it with the repository's current
+// keys.
+func forge(t *testing.T, f *fixture, role string, signer signature.Signer, name string, data []byte) {
+	t.Helper()
 	repoDir := filepath.Join(f.dir, "repo")
 	md := f.r.MetadataDir()
 	m, err := metadata.Targets().FromFile(filepath.Join(md, filepath.FromSlash(role)+".json"))
@@ -94,7 +103,7 @@ func forgeRole(t *testing.T, f *fixture, role, name string, data []byte) {
 	m.Signed.Targets[name] = tf
 	m.Signed.Version++
 	m.ClearSignatures()
-	if _, err := m.Sign(signingKey(t, repoDir, role, 1)); err != nil {
+	if _, err := m.Sign(signer); err != nil {
 		t.Fatal(err)
 	}
 	writeVersioned(t, md, role, m.Signed.Version, m)

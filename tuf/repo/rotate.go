@@ -64,6 +64,7 @@ func (r *Repo) Rotate(role string, o RotateOptions) error {
 	if err != nil {
 		return err
 	}
+	next.ClearSignatures()
 	next.Signed.Version++
 	next.Signed.Expires = r.expires(metadata.ROOT)
 	next.Signed.Roles[role].KeyIDs = []string{}
@@ -192,10 +193,10 @@ func (r *Repo) MergeRoot(signed []byte) error {
 	if errA != nil || errB != nil || !bytes.Equal(a, b) {
 		return fmt.Errorf("repo: merge root: %w: its signed part differs from %s", ErrNoPreparedRoot, r.PreparedRootPath())
 	}
+	// the incoming signature wins for a key that signed both copies
 	for _, s := range in.Signatures {
-		if !slices.ContainsFunc(cur.Signatures, func(c metadata.Signature) bool { return c.KeyID == s.KeyID }) {
-			cur.Signatures = append(cur.Signatures, s)
-		}
+		cur.Signatures = slices.DeleteFunc(cur.Signatures, func(c metadata.Signature) bool { return c.KeyID == s.KeyID })
+		cur.Signatures = append(cur.Signatures, s)
 	}
 	if err := r.savePrepared(cur); err != nil {
 		return err
