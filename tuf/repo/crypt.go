@@ -2,8 +2,10 @@ package repo
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"sync"
 
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/scrypt"
@@ -33,13 +35,31 @@ type sealed struct {
 	Ciphertext string `json:"ciphertext"`
 }
 
+// kdfCache remembers scrypt results within the process, and the salt
+// used for each passphrase: the keys one process seals share a salt (each
+// file has its own random 24-byte nonce, so sharing the derived key is
+// safe), and opening them costs one derivation, not one per key.
+var kdfCache = struct {
+	sync.Mutex
+	keys  map[[32]byte][]byte
+	salts map[[32]byte][]byte
+}{keys: map[[32]byte][]byte{}, salts: map[[32]byte][]byte{}}
+
 func seal(seed, passphrase []byte, keyID string) (*sealed, error) {
 	s := &sealed{KDF: "scrypt", N: scryptN, R: scryptR, P: scryptP, Cipher: "xchacha20poly1305"}
-	salt := make([]byte, 16)
-	nonce := make([]byte, chacha20poly1305.NonceSizeX)
-	if _, err := rand.Read(salt); err != nil {
-		return nil, err
+	pk := sha256.Sum256(passphrase)
+	kdfCache.Lock()
+	salt := kdfCache.salts[pk]
+	if salt == nil {
+		salt = make([]byte, 16)
+		if _, err := rand.Read(salt); err != nil {
+			kdfCache.Unlock()
+			return nil, err
+		}
+		kdfCache.salts[pk] = salt
 	}
+	kdfCache.Unlock()
+	nonce := make([]byte, chacha20poly1305.NonceSizeX)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
@@ -84,9 +104,21 @@ func (s *sealed) aead(passphrase, salt []byte) (interface {
 	Seal(dst, nonce, plaintext, additionalData []byte) []byte
 	Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error)
 }, error) {
-	k, err := scrypt.Key(passphrase, salt, s.N, s.R, s.P, chacha20poly1305.KeySize)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrKey, err)
+	h := sha256.New()
+	fmt.Fprintf(h, "%d %d %d %x %x ", s.N, s.R, s.P, salt, sha256.Sum256(passphrase))
+	var ck [32]byte
+	copy(ck[:], h.Sum(nil))
+	kdfCache.Lock()
+	k := kdfCache.keys[ck]
+	kdfCache.Unlock()
+	if k == nil {
+		var err error
+		if k, err = scrypt.Key(passphrase, salt, s.N, s.R, s.P, chacha20poly1305.KeySize); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrKey, err)
+		}
+		kdfCache.Lock()
+		kdfCache.keys[ck] = k
+		kdfCache.Unlock()
 	}
 	return chacha20poly1305.NewX(k)
 }

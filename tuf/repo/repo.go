@@ -307,6 +307,9 @@ func (r *Repo) SetExpiry(role string, d time.Duration) {
 	}
 }
 
+// Expiry is the validity role's metadata gets when it is signed.
+func (r *Repo) Expiry(role string) time.Duration { return r.expiry[role] }
+
 func (r *Repo) expires(role string) time.Time {
 	return r.now().UTC().Add(r.expiry[role]).Truncate(time.Second)
 }

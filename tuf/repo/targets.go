@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -233,12 +234,27 @@ func (r *Repo) RemoveTargetFor(role, name string) error {
 	return r.saveStaged(role, m)
 }
 
-// Publish signs and writes every targets role with staged changes as its
+// Publish is publish under the repository lock (graft-fleet serve
+// re-signs the timestamp from another process).
+func (r *Repo) Publish() error {
+	unlock, err := r.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return r.publish()
+}
+
+// publish signs and writes every targets role with staged changes as its
 // next version (the top-level targets, with fresh expiry, also when
 // nothing at all is staged), then the next snapshot and timestamp
 // versions, in that order. It needs the keys of the roles it re-signs, of
-// snapshot and of timestamp.
-func (r *Repo) Publish() error {
+// snapshot and of timestamp. The timestamp version continues from the one
+// on disk (serve may have re-signed it since Open).
+func (r *Repo) publish() error {
+	if err := r.reloadTimestamp(); err != nil {
+		return err
+	}
 	type change struct {
 		role string
 		m    *metadata.Metadata[metadata.TargetsType]
@@ -294,9 +310,24 @@ func (r *Repo) Publish() error {
 }
 
 // RefreshTimestamp signs the next timestamp version, pointing at the
-// current snapshot, with a fresh expiry. It needs only the timestamp keys
-// (OpenOptions.Roles).
+// snapshot on disk, with a fresh expiry. It needs only the timestamp keys
+// (OpenOptions.Roles). It re-reads snapshot and timestamp first, under the
+// repository lock, so a long-running process (graft-fleet serve) never
+// points at an older snapshot than a publish made meanwhile.
 func (r *Repo) RefreshTimestamp() error {
+	unlock, err := r.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := r.reloadTimestamp(); err != nil {
+		return err
+	}
+	snap, err := metadata.Snapshot().FromFile(filepath.Join(r.MetadataDir(), "snapshot.json"))
+	if err != nil {
+		return fmt.Errorf("repo: %w", err)
+	}
+	r.snapshot = snap
 	r.stampTimestamp()
 	if err := sign(r, metadata.TIMESTAMP, r.timestamp); err != nil {
 		return err
@@ -307,19 +338,56 @@ func (r *Repo) RefreshTimestamp() error {
 	return r.saveSettings()
 }
 
-// Expires returns when each role's current metadata expires (top-level
-// roles and delegated ones).
-func (r *Repo) Expires() map[string]time.Time {
-	out := map[string]time.Time{
-		metadata.ROOT:      r.root.Signed.Expires,
-		metadata.TARGETS:   r.targets.Signed.Expires,
-		metadata.SNAPSHOT:  r.snapshot.Signed.Expires,
-		metadata.TIMESTAMP: r.timestamp.Signed.Expires,
+// Expires reads when each top-level role's published metadata expires,
+// from the files on disk (another process may have published since Open).
+func (r *Repo) Expires() (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	md := r.MetadataDir()
+	root, err := metadata.Root().FromFile(filepath.Join(md, "root.json"))
+	if err != nil {
+		return nil, fmt.Errorf("repo: %w", err)
 	}
-	for name, m := range r.delegated {
-		out[name] = m.Signed.Expires
+	out[metadata.ROOT] = root.Signed.Expires
+	targets, err := metadata.Targets().FromFile(filepath.Join(md, "targets.json"))
+	if err != nil {
+		return nil, fmt.Errorf("repo: %w", err)
 	}
-	return out
+	out[metadata.TARGETS] = targets.Signed.Expires
+	snap, err := metadata.Snapshot().FromFile(filepath.Join(md, "snapshot.json"))
+	if err != nil {
+		return nil, fmt.Errorf("repo: %w", err)
+	}
+	out[metadata.SNAPSHOT] = snap.Signed.Expires
+	ts, err := metadata.Timestamp().FromFile(filepath.Join(md, "timestamp.json"))
+	if err != nil {
+		return nil, fmt.Errorf("repo: %w", err)
+	}
+	out[metadata.TIMESTAMP] = ts.Signed.Expires
+	return out, nil
+}
+
+// reloadTimestamp re-reads timestamp.json.
+func (r *Repo) reloadTimestamp() error {
+	ts, err := metadata.Timestamp().FromFile(filepath.Join(r.MetadataDir(), "timestamp.json"))
+	if err != nil {
+		return fmt.Errorf("repo: %w", err)
+	}
+	r.timestamp = ts
+	return nil
+}
+
+// lock takes the repository's lock file (an exclusive flock on
+// <dir>/.lock) and returns its release.
+func (r *Repo) lock() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(r.dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("repo: lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("repo: lock: %w", err)
+	}
+	return func() { f.Close() }, nil
 }
 
 func (r *Repo) stampTimestamp() {

@@ -49,6 +49,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		repoInitCmd(), repoAddTargetCmd(), repoPublishCmd(), repoTimestampCmd(), repoRootCmd(),
+		repoKeysCmd(), repoRotateCmd(), repoRootSignCmd(), repoRootMergeCmd(), repoDelegateCmd(),
 		releaseAddCmd(),
 		notifyCmd(),
 		statusCmd(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"time"
 
 	"github.com/graft-dev/graft/tools/fleet/serve"
 	"github.com/graft-dev/graft/tuf/repo"
@@ -18,6 +19,9 @@ func serveCmd() command {
 			mqttAddr := fs.String("mqtt", serve.DefaultMQTTAddr, "broker listen `ADDR` (port 0: any free port); the broker lets every client in")
 			httpAddr := fs.String("http", serve.DefaultHTTPAddr, "repository server listen `ADDR` (port 0: any free port)")
 			asJSON := fs.Bool("json", false, "print the bound addresses as one JSON object")
+			resign := fs.Duration("resign-timestamp", 0, "re-sign the timestamp (timestamp key only) every `DURATION`; 0: half its lifetime")
+			noResign := fs.Bool("no-resign", false, "do not re-sign the timestamp (someone runs `repo timestamp`)")
+			warn := fs.Duration("expiry-warn", 72*time.Hour, "warn in the log and /status when root, targets or snapshot expire within `DURATION`")
 			return func(ctx context.Context, args []string) error {
 				if err := wantArgs(args, 0, "no arguments"); err != nil {
 					return err
@@ -25,17 +29,28 @@ func serveCmd() command {
 				if err := requireFlag("repo", *dir); err != nil {
 					return err
 				}
-				r, err := repo.Open(*dir)
+				opts := serve.Options{
+					MQTTAddr:   *mqttAddr,
+					HTTPAddr:   *httpAddr,
+					Logger:     e.log,
+					ExpiryWarn: *warn,
+				}
+				var r *repo.Repo
+				var err error
+				if *noResign {
+					r, err = repo.OpenWith(*dir, repo.OpenOptions{Roles: []string{}})
+				} else {
+					r, err = openRepoKeys(*dir, []string{"timestamp"})
+					opts.Timestamp, opts.ResignEvery = r, *resign
+					if opts.ResignEvery == 0 && err == nil {
+						opts.ResignEvery = r.Expiry("timestamp") / 2
+					}
+				}
 				if err != nil {
 					return err
 				}
-				s, err := serve.Start(ctx, serve.Options{
-					MetadataDir: r.MetadataDir(),
-					TargetsDir:  r.TargetsDir(),
-					MQTTAddr:    *mqttAddr,
-					HTTPAddr:    *httpAddr,
-					Logger:      e.log,
-				})
+				opts.MetadataDir, opts.TargetsDir = r.MetadataDir(), r.TargetsDir()
+				s, err := serve.Start(ctx, opts)
 				if err != nil {
 					return err
 				}
