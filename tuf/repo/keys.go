@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -223,4 +224,35 @@ func (r *Repo) loadKeys(passphrase []byte, only []string) error {
 		r.keys[role] = append(r.keys[role], k)
 	}
 	return nil
+}
+
+// KeyFilesIn lists the files under dir that hold a private key in
+// graft's key file format (sealed or not). graft-fleet serve refuses to
+// serve a directory where it finds one.
+func KeyFilesIn(dir string) ([]string, error) {
+	var found []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() || !strings.HasSuffix(p, ".json") {
+			return nil
+		}
+		if fi, err := d.Info(); err != nil || fi.Size() > 1<<16 {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		var kf keyFile
+		if json.Unmarshal(data, &kf) == nil && (kf.KeyVal.Private != "" || kf.Encrypted != nil) {
+			found = append(found, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("repo: %w", err)
+	}
+	return found, nil
 }

@@ -168,11 +168,13 @@ func addRelease(ctx context.Context, dir, role string, spec release.Spec, imageP
 		}
 		return nil, err
 	}
-	if res.err != nil {
-		return fail(res.err)
-	}
+	// AddTarget's own refusal (a path the role is not delegated) first:
+	// Build then only saw the pipe closed under it.
 	if addErr != nil {
 		return fail(addErr)
+	}
+	if res.err != nil {
+		return fail(res.err)
 	}
 	built := res.b
 	built.Manifest.Components = append(built.Manifest.Components, comps...)

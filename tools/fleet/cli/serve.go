@@ -50,6 +50,15 @@ func serveCmd() command {
 					return err
 				}
 				opts.MetadataDir, opts.TargetsDir = r.MetadataDir(), r.TargetsDir()
+				for _, d := range []string{opts.MetadataDir, opts.TargetsDir} {
+					found, err := repo.KeyFilesIn(d)
+					if err != nil {
+						return err
+					}
+					if len(found) > 0 {
+						return fmt.Errorf("refusing to serve %s: it holds private key files: %v", d, found)
+					}
+				}
 				s, err := serve.Start(ctx, opts)
 				if err != nil {
 					return err
