@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
 	"github.com/graft-dev/graft/tuf/repo"
 )
 
@@ -89,5 +91,42 @@ func TestKeyFilesIn(t *testing.T) {
 	os.WriteFile(filepath.Join(r.TargetsDir(), "x", "oops.json"), b, 0o644)
 	if found, err := repo.KeyFilesIn(r.TargetsDir()); err != nil || len(found) != 1 {
 		t.Fatalf("key file in targets/: %v %v", found, err)
+	}
+}
+
+// TestTimestampHandleFollowsRotation: a long-lived handle with the
+// timestamp key alone (graft-fleet serve) keeps re-signing after another
+// handle rotated the timestamp key: its next timestamp is signed by the
+// new key, which the new root trusts.
+func TestTimestampHandleFollowsRotation(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "r")
+	pass := []byte("p")
+	if _, err := repo.Create(dir, repo.Options{Passphrase: pass}); err != nil {
+		t.Fatal(err)
+	}
+	serve, err := repo.OpenWith(dir, repo.OpenOptions{Passphrase: pass, Roles: []string{"timestamp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := repo.OpenWith(dir, repo.OpenOptions{Passphrase: pass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Rotate("timestamp", repo.RotateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := serve.RefreshTimestamp(); err != nil {
+		t.Fatalf("RefreshTimestamp after the rotation: %v", err)
+	}
+	root, err := metadata.Root().FromFile(filepath.Join(dir, "metadata", "root.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := metadata.Timestamp().FromFile(filepath.Join(dir, "metadata", "timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := root.VerifyDelegate("timestamp", ts); err != nil {
+		t.Fatalf("the timestamp serve signed after the rotation: %v", err)
 	}
 }

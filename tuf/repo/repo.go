@@ -91,6 +91,8 @@ type Repo struct {
 	// delegated holds the metadata of each role the top-level targets
 	// delegates to, by name.
 	delegated map[string]*metadata.Metadata[metadata.TargetsType]
+	// roles is OpenOptions.Roles: whose keys are loaded (nil: all).
+	roles []string
 }
 
 func (o Options) validate() error {
@@ -229,7 +231,7 @@ func Open(dir string) (*Repo, error) { return OpenWith(dir, OpenOptions{}) }
 // ErrPassphrase.
 func OpenWith(dir string, opts OpenOptions) (*Repo, error) {
 	r := &Repo{dir: dir, now: opts.Now, expiry: map[string]time.Duration{}, passphrase: opts.Passphrase,
-		delegated: map[string]*metadata.Metadata[metadata.TargetsType]{}}
+		delegated: map[string]*metadata.Metadata[metadata.TargetsType]{}, roles: opts.Roles}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -298,8 +300,7 @@ func (r *Repo) TargetsDir() string { return filepath.Join(r.dir, "targets") }
 
 // SetExpiry changes the validity of role's metadata. It applies to the
 // next Publish or RefreshTimestamp, which also record it in repo.json.
-// Root is only re-signed by Create today, so a root expiry set here is
-// kept for a future root rotation. Unknown roles and durations under a
+// A root expiry set here applies to the next Rotate. Unknown roles and durations under a
 // second are ignored.
 func (r *Repo) SetExpiry(role string, d time.Duration) {
 	if slices.Contains(roles, role) && d >= time.Second {

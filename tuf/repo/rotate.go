@@ -248,7 +248,7 @@ func (r *Repo) publishPrepared() error {
 	if err := os.RemoveAll(filepath.Dir(r.PreparedRootPath())); err != nil {
 		return fmt.Errorf("repo: %w", err)
 	}
-	if err := r.loadKeys(r.passphrase, nil); err != nil {
+	if err := r.loadKeys(r.passphrase, r.roles); err != nil {
 		return err
 	}
 	return r.Publish()

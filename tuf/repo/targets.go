@@ -323,6 +323,9 @@ func (r *Repo) RefreshTimestamp() error {
 	if err := r.reloadTimestamp(); err != nil {
 		return err
 	}
+	if err := r.reloadRoot(); err != nil {
+		return err
+	}
 	snap, err := metadata.Snapshot().FromFile(filepath.Join(r.MetadataDir(), "snapshot.json"))
 	if err != nil {
 		return fmt.Errorf("repo: %w", err)
@@ -364,6 +367,34 @@ func (r *Repo) Expires() (map[string]time.Time, error) {
 	}
 	out[metadata.TIMESTAMP] = ts.Signed.Expires
 	return out, nil
+}
+
+// reloadRoot follows a root published by another process (a rotation):
+// it re-reads root.json and, when its version changed, the top-level and
+// delegated targets and the keys, so a long-running serve signs with the
+// rotated timestamp key rather than the rotated-out one.
+func (r *Repo) reloadRoot() error {
+	root, err := metadata.Root().FromFile(filepath.Join(r.MetadataDir(), "root.json"))
+	if err != nil {
+		return fmt.Errorf("repo: %w", err)
+	}
+	if root.Signed.Version == r.root.Signed.Version {
+		return nil
+	}
+	targets, err := metadata.Targets().FromFile(filepath.Join(r.MetadataDir(), "targets.json"))
+	if err != nil {
+		return fmt.Errorf("repo: %w", err)
+	}
+	r.root, r.targets = root, targets
+	r.delegated = map[string]*metadata.Metadata[metadata.TargetsType]{}
+	for _, d := range r.delegations() {
+		m, err := metadata.Targets().FromFile(r.metaPath(d.Name, 0))
+		if err != nil {
+			return fmt.Errorf("repo: delegated role %q: %w", d.Name, err)
+		}
+		r.delegated[d.Name] = m
+	}
+	return r.loadKeys(r.passphrase, r.roles)
 }
 
 // reloadTimestamp re-reads timestamp.json.
