@@ -45,7 +45,8 @@ type Config struct {
 	// directories always through DirFetcher.
 	Fetcher Fetcher
 	// Now is the device's clock; nil means time.Now. Expiry is checked
-	// against the later of Now and the time floor (see TimeFloor).
+	// against the later of Now and the time floor (TimeCheck,
+	// ReadTimeFloor).
 	Now func() time.Time
 	// MinTime is the lowest the time floor can be: the agent passes its
 	// build time, so a device whose clock restarts at 1970 (no RTC)
