@@ -59,9 +59,11 @@ type DownloadOptions struct {
 	Progress func(done, total int64)
 }
 
-// PartSuffix names the partial file of a download: Dest+PartSuffix. No
-// target is ever renamed to a name ending in it by Download.
-const PartSuffix = ".part"
+// PartSuffix names the partial file of a download: Dest+PartSuffix. The
+// default Dest is a path-escaped target name, in which "%" is always
+// followed by two hex digits, so no target's default Dest is another
+// target's partial file.
+const PartSuffix = ".%part"
 
 // Download streams the target name into Dest+PartSuffix, checking it
 // against the signed length and every signed hash as it goes, renames it
