@@ -79,8 +79,8 @@ func (r *Repo) delegation(role string) *metadata.DelegatedRole {
 // Delegate adds a role delegated from the top-level targets: generates
 // its keys, signs its first (empty) metadata with them, and publishes the
 // new top-level targets (which needs the targets keys), snapshot and
-// timestamp. Target paths of later releases signed by the role must match
-// its Paths (AddTargetFor).
+// timestamp, with whatever else was staged. Target paths of later
+// releases signed by the role must match its Paths (AddTargetFor).
 func (r *Repo) Delegate(d Delegation) error {
 	if !validRoleName(d.Name) {
 		return fmt.Errorf("repo: delegate %q: %w: not usable as a role name", d.Name, ErrInvalidRole)

@@ -218,7 +218,8 @@ func (r *Repo) DiscardPreparedRoot() error {
 // publishPrepared publishes the prepared root if both thresholds are met:
 // writes N.root.json and root.json, puts the pending keys in place,
 // deletes the key files of keys the new root no longer trusts, and
-// re-signs targets, snapshot and timestamp under the new root.
+// re-signs targets, snapshot and timestamp under the new root (publishing
+// whatever else was staged).
 func (r *Repo) publishPrepared() error {
 	next, err := r.loadPrepared()
 	if err != nil {
