@@ -9,9 +9,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -108,6 +110,9 @@ type Client struct {
 	mf         *metaFetcher
 	consistent bool
 	clock      TimeCheck
+	// from go-tuf's updater config
+	maxDelegations   int
+	maxTargetsLength int64
 }
 
 // New checks cfg and the trusted root. It fails with ErrNoTrustedRoot when
@@ -219,6 +224,7 @@ func (c *Client) updater(ctx context.Context, root []byte) (*updater.Updater, *m
 	uc.LocalMetadataDir = c.cfg.MetadataDir
 	uc.LocalTargetsDir = c.cfg.TargetDir
 	uc.RemoteTargetsURL = "" // targets are fetched by Download, never by go-tuf
+	c.maxDelegations, c.maxTargetsLength = uc.MaxDelegations, uc.TargetsMaxLength
 	mf := &metaFetcher{ctx: ctx, f: HTTPFetcher{}}
 	if c.meta.local {
 		mf.f, mf.dir = DirFetcher{}, c.meta.base
@@ -299,20 +305,116 @@ func (c *Client) Target(ctx context.Context, name string) (Target, error) {
 	return toTarget(name, tf), nil
 }
 
-// Targets returns the targets the top-level targets role signs itself,
-// sorted by name. Targets signed by delegated roles are found by name
-// with Target, ReadTarget and Download.
-func (c *Client) Targets() ([]Target, error) {
+// Targets returns every target a lookup by name would find, sorted by
+// name: the top-level role's own, and those of the delegated roles
+// reachable from it (each role once, at most config.MaxDelegations of
+// them). Each name a delegated role lists is checked with the same walk as
+// Target, so a name outside the role's paths, or behind a terminating
+// delegation, is not listed. Delegated metadata is fetched under ctx.
+func (c *Client) Targets(ctx context.Context) ([]Target, error) {
 	if c.up == nil {
 		return nil, ErrNotRefreshed
 	}
-	top := c.up.GetTopLevelTargets()
-	names := slices.Sorted(maps.Keys(top))
+	c.mf.ctx = ctx
+	names := map[string]bool{}
+	for n := range c.up.GetTopLevelTargets() {
+		names[n] = true
+	}
+	if err := c.delegatedNames(names); err != nil {
+		return nil, err
+	}
 	out := make([]Target, 0, len(names))
-	for _, n := range names {
-		out = append(out, toTarget(n, top[n]))
+	for _, n := range slices.Sorted(maps.Keys(names)) {
+		tf, err := c.lookup(ctx, n)
+		if errors.Is(err, ErrUnknownTarget) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, toTarget(n, tf))
 	}
 	return out, nil
+}
+
+// delegatedNames adds the target names of every delegated role reachable
+// from the top-level targets, loading each role's metadata into go-tuf's
+// trusted set (verified against its delegator, its snapshot version and
+// its expiry) the way the updater's walk does.
+func (c *Client) delegatedNames(names map[string]bool) error {
+	trusted := c.up.GetTrustedMetadataSet() // a copy sharing the Targets map
+	type edge struct{ role, parent string }
+	var todo []edge
+	push := func(parent string) {
+		m := trusted.Targets[parent]
+		if m == nil || m.Signed.Delegations == nil {
+			return
+		}
+		d := m.Signed.Delegations
+		for _, r := range d.Roles {
+			todo = append(todo, edge{r.Name, parent})
+		}
+		if d.SuccinctRoles != nil {
+			for _, r := range d.SuccinctRoles.GetRoles() {
+				todo = append(todo, edge{r, parent})
+			}
+		}
+	}
+	push(metadata.TARGETS)
+	seen := map[string]bool{metadata.TARGETS: true}
+	for len(todo) > 0 && len(seen) <= c.maxDelegations {
+		e := todo[0]
+		todo = todo[1:]
+		if seen[e.role] {
+			continue
+		}
+		seen[e.role] = true
+		m, err := c.loadRole(&trusted, e.role, e.parent)
+		if err != nil {
+			return err
+		}
+		if m == nil {
+			continue
+		}
+		for n := range m.Signed.Targets {
+			names[n] = true
+		}
+		push(e.role)
+	}
+	return nil
+}
+
+// loadRole returns the delegated role's metadata from the trusted set, or
+// fetches it (versioned name with consistent snapshots, the role name
+// escaped as go-tuf escapes it) and has go-tuf verify and add it. A role
+// the snapshot does not list is skipped (nil): the walk cannot reach it
+// either.
+func (c *Client) loadRole(trusted *trustedmetadata.TrustedMetadata, role, parent string) (*metadata.Metadata[metadata.TargetsType], error) {
+	if m := trusted.Targets[role]; m != nil {
+		return m, nil
+	}
+	meta, ok := trusted.Snapshot.Signed.Meta[role+".json"]
+	if !ok {
+		c.log.Warn("tuf: delegated role not in the snapshot", "role", role)
+		return nil, nil
+	}
+	length := meta.Length
+	if length == 0 {
+		length = c.maxTargetsLength
+	}
+	name := url.PathEscape(role) + ".json"
+	if trusted.Root.Signed.ConsistentSnapshot {
+		name = strconv.FormatInt(meta.Version, 10) + "." + name
+	}
+	data, err := c.mf.DownloadFile(c.meta.base+"/"+name, length, 0)
+	if err != nil {
+		return nil, fmt.Errorf("tuf: role %q: %w", role, classify(err))
+	}
+	m, err := trusted.UpdateDelegatedTargets(data, role, parent)
+	if err != nil {
+		return nil, fmt.Errorf("tuf: role %q: %w", role, classify(err))
+	}
+	return m, nil
 }
 
 // lookup walks the delegation tree for name with go-tuf's updater.

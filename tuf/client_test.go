@@ -56,7 +56,7 @@ func TestUpdate(t *testing.T) {
 				if err := c.Refresh(ctx); err != nil {
 					t.Fatalf("Refresh: %v", err)
 				}
-				all, err := c.Targets()
+				all, err := c.Targets(ctx)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -281,7 +281,7 @@ func TestRefreshRefusals(t *testing.T) {
 				if tc.goErr != nil && !errors.Is(err, tc.goErr) {
 					t.Fatalf("Refresh = %v, does not wrap go-tuf's %T", err, tc.goErr)
 				}
-				if _, err := c.Targets(); !errors.Is(err, tuf.ErrNotRefreshed) {
+				if _, err := c.Targets(context.Background()); !errors.Is(err, tuf.ErrNotRefreshed) {
 					t.Fatalf("Targets after a refused Refresh: %v, want ErrNotRefreshed", err)
 				}
 			})

@@ -59,8 +59,8 @@ func TestDelegatedTarget(t *testing.T) {
 			if err != nil || !bytes.Equal(readAll(t, p), image) {
 				t.Fatalf("delegated target: %v", err)
 			}
-			if top, _ := c.Targets(); len(top) != 0 {
-				t.Fatalf("top-level targets %v, want none", top)
+			if all, err := c.Targets(ctx); err != nil || len(all) != 1 || all[0].Name != "releases/rpi4/image.img" {
+				t.Fatalf("Targets() = %v, %v: want the delegated release", all, err)
 			}
 
 			// The role's key holder signs a target outside its paths into
@@ -72,6 +72,9 @@ func TestDelegatedTarget(t *testing.T) {
 			}
 			if _, err := c.Target(ctx, "releases/rpi4/image.img"); err != nil {
 				t.Fatalf("the role's own target after the forgery: %v", err)
+			}
+			if all, err := c.Targets(ctx); err != nil || len(all) != 1 {
+				t.Fatalf("Targets() after the forgery = %v, %v: want only the delegated release", all, err)
 			}
 		})
 	}
@@ -173,6 +176,10 @@ func TestTerminatingDelegation(t *testing.T) {
 			}
 			if !terminating && err != nil {
 				t.Fatalf("behind a non-terminating delegation: %v", err)
+			}
+			all, err := c.Targets(ctx)
+			if want := map[bool]int{true: 1, false: 2}[terminating]; err != nil || len(all) != want {
+				t.Fatalf("Targets() = %v, %v: want %d", all, err, want)
 			}
 		})
 	}

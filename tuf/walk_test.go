@@ -126,6 +126,10 @@ func TestDelegationWalk(t *testing.T) {
 			t.Fatalf("%s from its bin: %q %v", n, b, err)
 		}
 	}
+	all, err := c.Targets(ctx)
+	if err != nil || len(all) != len(names)+1 {
+		t.Fatalf("Targets() = %v, %v: want the %d binned targets and loop/t", all, err, len(names))
+	}
 	if _, err := c.Target(ctx, "bins/nobody"); !errors.Is(err, tuf.ErrUnknownTarget) {
 		t.Fatalf("a name no bin signs: %v", err)
 	}
