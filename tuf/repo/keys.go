@@ -256,3 +256,52 @@ func KeyFilesIn(dir string) ([]string, error) {
 	}
 	return found, nil
 }
+
+// SealKeys seals every plain key file under keys/ (a repository made
+// before keys were sealed, or without a passphrase) with the passphrase
+// the repository was opened with, and returns how many it sealed. Sealed
+// files are left alone.
+func (r *Repo) SealKeys() (int, error) {
+	if len(r.passphrase) == 0 {
+		return 0, fmt.Errorf("repo: seal keys: %w: no passphrase", ErrPassphrase)
+	}
+	n := 0
+	err := filepath.WalkDir(filepath.Join(r.dir, "keys"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".json") {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		var kf keyFile
+		if err := json.Unmarshal(data, &kf); err != nil || kf.Encrypted != nil {
+			return nil // not a plain key file
+		}
+		k, err := readKey(p, nil)
+		if err != nil {
+			return err
+		}
+		seed, err := hex.DecodeString(kf.KeyVal.Private)
+		if err != nil {
+			return fmt.Errorf("%w: %s", ErrKey, p)
+		}
+		if kf.Encrypted, err = seal(seed, r.passphrase, k.id); err != nil {
+			return err
+		}
+		kf.KeyVal.Private = ""
+		out, err := json.MarshalIndent(kf, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := atomicfs.WriteFile(p, append(out, '\n'), 0o600); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("repo: seal keys: %w", err)
+	}
+	return n, nil
+}

@@ -130,3 +130,33 @@ func TestTimestampHandleFollowsRotation(t *testing.T) {
 		t.Fatalf("the timestamp serve signed after the rotation: %v", err)
 	}
 }
+
+// TestSealKeys: a repository made with plain key files is sealed in
+// place; it then opens only with the passphrase, and still signs.
+func TestSealKeys(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "r")
+	if _, err := repo.Create(dir, repo.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	pass := []byte("later")
+	r, err := repo.OpenWith(dir, repo.OpenOptions{Passphrase: pass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.SealKeys(); err != nil || n != 4 {
+		t.Fatalf("SealKeys = %d, %v; want 4 sealed", n, err)
+	}
+	if n, err := r.SealKeys(); err != nil || n != 0 {
+		t.Fatalf("SealKeys again = %d, %v; want 0", n, err)
+	}
+	if _, err := repo.Open(dir); !errors.Is(err, repo.ErrPassphrase) {
+		t.Fatalf("Open without the passphrase after sealing: %v", err)
+	}
+	r, err = repo.OpenWith(dir, repo.OpenOptions{Passphrase: pass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Publish(); err != nil {
+		t.Fatalf("Publish with the sealed keys: %v", err)
+	}
+}

@@ -80,6 +80,7 @@ func repoKeysCmd() command {
 		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 			dir := fs.String("dir", "", "repository `DIR` (required)")
 			asJSON := fs.Bool("json", false, "print the result as JSON")
+			sealPlain := fs.Bool("seal", false, "first seal plain key files (a repository made before keys were sealed) with the passphrase")
 			return func(ctx context.Context, args []string) error {
 				if err := wantArgs(args, 0, "no arguments"); err != nil {
 					return err
@@ -87,6 +88,15 @@ func repoKeysCmd() command {
 				r, err := openRepoKeys(*dir, nil)
 				if err != nil {
 					return err
+				}
+				if *sealPlain {
+					n, err := r.SealKeys()
+					if err != nil {
+						return err
+					}
+					if !*asJSON {
+						fmt.Fprintf(e.stdout, "sealed %d key files\n", n)
+					}
 				}
 				list, pending := r.Keys()
 				if *asJSON {

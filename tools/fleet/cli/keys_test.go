@@ -39,6 +39,9 @@ func TestRepoKeysRotateDelegate(t *testing.T) {
 	if err := json.Unmarshal([]byte(must("repo", "keys", "--dir", dir, "--json")), &keys); err != nil || len(keys.Roles) != 4 {
 		t.Fatalf("repo keys --json: %v %+v", err, keys)
 	}
+	if out := must("repo", "keys", "--dir", dir, "--seal"); !strings.Contains(out, "sealed 0 key files") {
+		t.Fatalf("repo keys --seal on sealed keys: %q", out)
+	}
 
 	must("repo", "delegate", "rpi4", "--dir", dir, "--paths", "releases/rpi4-*/*", "--threshold", "1")
 	imgPath, _ := writeImage(t, 64<<10)
