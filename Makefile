@@ -2,7 +2,9 @@
 GO      ?= go
 VERSION ?= 0.1.0
 PKG      = github.com/graft-dev/graft
-LDFLAGS  = -s -w -X $(PKG)/agent/daemon.version=$(VERSION)
+# the agent's TUF time floor never goes below its build (commit) time
+BUILD_TIME ?= $(shell git log -1 --format=%cI 2>/dev/null)
+LDFLAGS  = -s -w -X $(PKG)/agent/daemon.version=$(VERSION) -X $(PKG)/agent/daemon.buildTime=$(BUILD_TIME)
 GOFLAGS_BUILD = -trimpath -ldflags '$(LDFLAGS)'
 export CGO_ENABLED = 0
 

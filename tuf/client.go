@@ -9,9 +9,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -33,7 +35,9 @@ type Config struct {
 	// local directory as a plain path or a file:// URL.
 	MetadataURL string
 	// TargetsURL is the repository's target files, the same kinds as
-	// MetadataURL. Required: no sibling "targets" directory is assumed.
+	// MetadataURL. No sibling "targets" directory is assumed: without it
+	// the Client refreshes metadata and answers Target, but Download and
+	// ReadTarget fail with ErrInvalidConfig.
 	TargetsURL string
 	// TargetDir is the staging directory for downloads when
 	// DownloadOptions.Dest is empty.
@@ -42,8 +46,18 @@ type Config struct {
 	// always goes through the built-in fetchers (it is small), and local
 	// directories always through DirFetcher.
 	Fetcher Fetcher
-	// Now is the reference time for expiry checks; nil means time.Now.
+	// Now is the device's clock; nil means time.Now. Expiry is checked
+	// against the later of Now and the time floor (TimeCheck,
+	// ReadTimeFloor).
 	Now func() time.Time
+	// MinTime is the lowest the time floor can be: the agent passes its
+	// build time, so a device whose clock restarts at 1970 (no RTC)
+	// still refuses metadata that expired before it was built.
+	MinTime time.Time
+	// At, when set, checks expiry as of exactly this moment, for
+	// debugging ("was this trusted on that day?"): the floor is neither
+	// applied nor raised.
+	At time.Time
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -92,8 +106,13 @@ type Client struct {
 	targets location
 
 	// set by a successful Refresh
-	top        map[string]*metadata.TargetFiles
+	up         *updater.Updater
+	mf         *metaFetcher
 	consistent bool
+	clock      TimeCheck
+	// from go-tuf's updater config
+	maxDelegations   int
+	maxTargetsLength int64
 }
 
 // New checks cfg and the trusted root. It fails with ErrNoTrustedRoot when
@@ -110,9 +129,11 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	targets, err := parseLocation("TargetsURL", cfg.TargetsURL)
-	if err != nil {
-		return nil, err
+	var targets location
+	if cfg.TargetsURL != "" {
+		if targets, err = parseLocation("TargetsURL", cfg.TargetsURL); err != nil {
+			return nil, err
+		}
 	}
 	root, err := readRoot(cfg.MetadataDir)
 	if err != nil {
@@ -139,44 +160,35 @@ func readRoot(dir string) ([]byte, error) {
 	return root, nil
 }
 
+// MetadataDir is the directory holding the trusted metadata.
+func (c *Client) MetadataDir() string { return c.cfg.MetadataDir }
+
 // Refresh runs the TUF client workflow: newer roots in order, then
 // timestamp, snapshot and top-level targets, each checked for signatures,
 // versions (rollback, mix-and-match) and expiry, and persisted in
 // MetadataDir. On failure the previous trusted targets are dropped: the
 // Client answers nothing until a Refresh succeeds.
 func (c *Client) Refresh(ctx context.Context) error {
-	c.top = nil
+	c.up, c.mf = nil, nil
 	root, err := readRoot(c.cfg.MetadataDir)
 	if err != nil {
 		return err
 	}
-	uc, err := config.New(c.meta.base, root)
-	if err != nil {
-		return fmt.Errorf("%w: MetadataURL: %w", ErrInvalidConfig, err)
-	}
-	uc.LocalMetadataDir = c.cfg.MetadataDir
-	uc.LocalTargetsDir = c.cfg.TargetDir
-	uc.RemoteTargetsURL = "" // targets are fetched by Download, never by go-tuf
-	var f Fetcher = HTTPFetcher{}
-	if c.meta.local {
-		f = DirFetcher{}
-	}
-	mf := &metaFetcher{ctx: ctx, f: f, timestamp: c.meta.join(metadata.TIMESTAMP + ".json")}
-	uc.Fetcher = mf
-
-	c.dropTornCache()
-	cachedTS, _ := os.ReadFile(filepath.Join(c.cfg.MetadataDir, metadata.TIMESTAMP+".json"))
-
 	if _, err := trustedmetadata.New(root); err != nil {
 		return fmt.Errorf("tuf: refresh: %w: %w", ErrUntrustedRootFile, classify(err))
 	}
-	up, err := updater.New(uc)
+	up, mf, err := c.updater(ctx, root)
 	if err != nil {
-		return fmt.Errorf("tuf: refresh: %w", classify(err))
+		return err
 	}
-	if c.cfg.Now != nil {
-		up.UnsafeSetRefTime(c.cfg.Now().UTC())
+	c.dropTornCache()
+	tc := c.referenceTime()
+	c.clock = tc
+	if tc.Behind() {
+		c.log.Warn("tuf: device clock is behind the trusted time floor; checking expiry against the floor",
+			"clock", tc.Clock, "floor", tc.Floor)
 	}
+	up.UnsafeSetRefTime(tc.Reference())
 	if err := up.Refresh(); err != nil {
 		return fmt.Errorf("tuf: refresh from %s: %w", c.meta.base, classify(err))
 	}
@@ -185,11 +197,13 @@ func (c *Client) Refresh(ctx context.Context) error {
 	if err := syncDir(c.cfg.MetadataDir); err != nil {
 		return fmt.Errorf("tuf: refresh: %w", err)
 	}
-	trusted := up.GetTrustedMetadataSet()
-	if err := sameVersionSameBytes(cachedTS, mf.gotTS); err != nil {
-		return fmt.Errorf("tuf: refresh from %s: %w", c.meta.base, err)
+	// Every piece of metadata was valid at the reference time: it is the
+	// newest trusted time seen.
+	if err := c.raiseFloor(tc); err != nil {
+		return fmt.Errorf("tuf: refresh: %w", err)
 	}
-	c.top = up.GetTopLevelTargets()
+	trusted := up.GetTrustedMetadataSet()
+	c.up, c.mf = up, mf
 	c.consistent = trusted.Root.Signed.ConsistentSnapshot
 	c.log.Debug("tuf: refreshed",
 		"root", trusted.Root.Signed.Version,
@@ -198,6 +212,29 @@ func (c *Client) Refresh(ctx context.Context) error {
 		"targets", trusted.Targets[metadata.TARGETS].Signed.Version,
 		"consistent_snapshot", c.consistent)
 	return nil
+}
+
+// updater makes a go-tuf updater over the trusted root whose metadata
+// fetches run under ctx (rebound later by lookup).
+func (c *Client) updater(ctx context.Context, root []byte) (*updater.Updater, *metaFetcher, error) {
+	uc, err := config.New(c.meta.base, root)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: MetadataURL: %w", ErrInvalidConfig, err)
+	}
+	uc.LocalMetadataDir = c.cfg.MetadataDir
+	uc.LocalTargetsDir = c.cfg.TargetDir
+	uc.RemoteTargetsURL = "" // targets are fetched by Download, never by go-tuf
+	c.maxDelegations, c.maxTargetsLength = uc.MaxDelegations, uc.TargetsMaxLength
+	mf := &metaFetcher{ctx: ctx, f: HTTPFetcher{}}
+	if c.meta.local {
+		mf.f, mf.dir = DirFetcher{}, c.meta.base
+	}
+	uc.Fetcher = mf
+	up, err := updater.New(uc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tuf: refresh: %w", classify(err))
+	}
+	return up, mf, nil
 }
 
 // dropTornCache removes cached timestamp, snapshot or targets metadata
@@ -242,30 +279,6 @@ func syncDir(dir string) error {
 	return atomicfs.SyncDir(dir)
 }
 
-// sameVersionSameBytes refuses a fetched timestamp that has the version of
-// the cached one but different bytes. go-tuf quietly keeps the cached copy
-// in that case; a repository that changes its timestamp must bump the
-// version, so a changed same-version timestamp means a signer reused a
-// version: refuse loudly.
-func sameVersionSameBytes(cached, fetched []byte) error {
-	if cached == nil || fetched == nil || bytes.Equal(cached, fetched) {
-		return nil
-	}
-	old, err := metadata.Timestamp().FromBytes(cached)
-	if err != nil {
-		return nil // the cached copy was not trusted; go-tuf replaced it
-	}
-	cur, err := metadata.Timestamp().FromBytes(fetched)
-	if err != nil {
-		return nil
-	}
-	if old.Signed.Version == cur.Signed.Version {
-		return fmt.Errorf("%w: timestamp version %d was served with different content than the trusted copy",
-			ErrRollback, cur.Signed.Version)
-	}
-	return nil
-}
-
 // Target describes one signed target.
 type Target struct {
 	Name   string
@@ -276,37 +289,154 @@ type Target struct {
 	Custom []byte
 }
 
-// Target returns the signed description of a top-level target (delegated
-// targets are not consulted: graft repositories don't delegate). It needs
-// a successful Refresh; an absent name is ErrUnknownTarget.
-func (c *Client) Target(name string) (Target, error) {
-	tf, err := c.lookup(name)
+// Target returns the signed description of a target, found the way the
+// TUF specification says (5.6.7): the top-level targets first, then the
+// delegated roles in pre-order depth-first order, following only
+// delegations whose paths (or hashed bins) cover name, visiting each role
+// once, stopping at a terminating delegation and after
+// config.MaxDelegations roles. Delegated metadata is fetched (under ctx),
+// verified and cached as the walk needs it. It needs a successful Refresh;
+// a name no role signs is ErrUnknownTarget.
+func (c *Client) Target(ctx context.Context, name string) (Target, error) {
+	tf, err := c.lookup(ctx, name)
 	if err != nil {
 		return Target{}, err
 	}
 	return toTarget(name, tf), nil
 }
 
-// Targets returns all top-level targets, sorted by name.
-func (c *Client) Targets() ([]Target, error) {
-	if c.top == nil {
+// Targets returns every target a lookup by name would find, sorted by
+// name: the top-level role's own, and those of the delegated roles
+// reachable from it (each role once, at most config.MaxDelegations of
+// them). Each name a delegated role lists is checked with the same walk as
+// Target, so a name outside the role's paths, or behind a terminating
+// delegation, is not listed. Delegated metadata is fetched under ctx.
+func (c *Client) Targets(ctx context.Context) ([]Target, error) {
+	if c.up == nil {
 		return nil, ErrNotRefreshed
 	}
-	names := slices.Sorted(maps.Keys(c.top))
+	c.mf.ctx = ctx
+	names := map[string]bool{}
+	for n := range c.up.GetTopLevelTargets() {
+		names[n] = true
+	}
+	if err := c.delegatedNames(names); err != nil {
+		return nil, err
+	}
 	out := make([]Target, 0, len(names))
-	for _, n := range names {
-		out = append(out, toTarget(n, c.top[n]))
+	for _, n := range slices.Sorted(maps.Keys(names)) {
+		tf, err := c.lookup(ctx, n)
+		if errors.Is(err, ErrUnknownTarget) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, toTarget(n, tf))
 	}
 	return out, nil
 }
 
-func (c *Client) lookup(name string) (*metadata.TargetFiles, error) {
-	if c.top == nil {
+// delegatedNames adds the target names of every delegated role reachable
+// from the top-level targets, loading each role's metadata into go-tuf's
+// trusted set (verified against its delegator, its snapshot version and
+// its expiry) the way the updater's walk does.
+func (c *Client) delegatedNames(names map[string]bool) error {
+	trusted := c.up.GetTrustedMetadataSet() // a copy sharing the Targets map
+	type edge struct{ role, parent string }
+	var todo []edge
+	push := func(parent string) {
+		m := trusted.Targets[parent]
+		if m == nil || m.Signed.Delegations == nil {
+			return
+		}
+		d := m.Signed.Delegations
+		for _, r := range d.Roles {
+			todo = append(todo, edge{r.Name, parent})
+		}
+		if d.SuccinctRoles != nil {
+			for _, r := range d.SuccinctRoles.GetRoles() {
+				todo = append(todo, edge{r, parent})
+			}
+		}
+	}
+	push(metadata.TARGETS)
+	seen := map[string]bool{metadata.TARGETS: true}
+	for len(todo) > 0 && len(seen) <= c.maxDelegations {
+		e := todo[0]
+		todo = todo[1:]
+		if seen[e.role] {
+			continue
+		}
+		seen[e.role] = true
+		m, err := c.loadRole(&trusted, e.role, e.parent)
+		if err != nil {
+			return err
+		}
+		if m == nil {
+			continue
+		}
+		for n := range m.Signed.Targets {
+			names[n] = true
+		}
+		push(e.role)
+	}
+	return nil
+}
+
+// loadRole returns the delegated role's metadata from the trusted set, or
+// fetches it (versioned name with consistent snapshots, the role name
+// escaped as go-tuf escapes it) and has go-tuf verify and add it. A role
+// the snapshot does not list is skipped (nil): the walk cannot reach it
+// either.
+func (c *Client) loadRole(trusted *trustedmetadata.TrustedMetadata, role, parent string) (*metadata.Metadata[metadata.TargetsType], error) {
+	if m := trusted.Targets[role]; m != nil {
+		return m, nil
+	}
+	meta, ok := trusted.Snapshot.Signed.Meta[role+".json"]
+	if !ok {
+		c.log.Warn("tuf: delegated role not in the snapshot", "role", role)
+		return nil, nil
+	}
+	length := meta.Length
+	if length == 0 {
+		length = c.maxTargetsLength
+	}
+	name := url.PathEscape(role) + ".json"
+	if trusted.Root.Signed.ConsistentSnapshot {
+		name = strconv.FormatInt(meta.Version, 10) + "." + name
+	}
+	data, err := c.mf.DownloadFile(c.meta.base+"/"+name, length, 0)
+	if err != nil {
+		return nil, fmt.Errorf("tuf: role %q: %w", role, classify(err))
+	}
+	m, err := trusted.UpdateDelegatedTargets(data, role, parent)
+	if err != nil {
+		return nil, fmt.Errorf("tuf: role %q: %w", role, classify(err))
+	}
+	return m, nil
+}
+
+// lookup walks the delegation tree for name with go-tuf's updater.
+func (c *Client) lookup(ctx context.Context, name string) (*metadata.TargetFiles, error) {
+	if c.up == nil {
 		return nil, ErrNotRefreshed
 	}
-	tf, ok := c.top[name]
-	if !ok || tf == nil {
+	c.mf.ctx = ctx
+	tf, err := c.up.GetTargetInfo(name)
+	if err != nil {
+		if sentinelOf(err) == nil {
+			// go-tuf reports "not found" (and a role missing from the
+			// snapshot) with plain errors.
+			return nil, fmt.Errorf("tuf: %q: %w: %w", name, ErrUnknownTarget, err)
+		}
+		return nil, fmt.Errorf("tuf: target %q: %w", name, classify(err))
+	}
+	if tf == nil {
 		return nil, fmt.Errorf("tuf: %q: %w", name, ErrUnknownTarget)
+	}
+	if err := syncDir(c.cfg.MetadataDir); err != nil { // delegated roles the walk cached
+		return nil, fmt.Errorf("tuf: %w", err)
 	}
 	return tf, nil
 }

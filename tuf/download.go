@@ -37,33 +37,47 @@ var hashAlgs = map[string]func() hash.Hash{
 
 // DownloadOptions steer one Download.
 type DownloadOptions struct {
-	// Dest is the staging file; empty means TargetDir/<name, path-escaped>.
+	// Dest is where the verified target ends up; empty means
+	// TargetDir/<name, path-escaped>. Bytes arrive in Dest+PartSuffix and
+	// are renamed to Dest only once their length and hashes check out, so
+	// a verified copy already at Dest is never overwritten by unverified
+	// bytes.
 	Dest string
-	// Offset resumes a download: bytes [0, Offset) of Dest are already
-	// there and fsynced. They are read back and hashed; anything after
-	// Offset is cut off. An Offset that Dest can't back (shorter file,
-	// negative, beyond the target's length) restarts from 0.
+	// Offset resumes a download: bytes [0, Offset) of Dest+PartSuffix are
+	// already there and fsynced. They are read back and hashed; anything
+	// after Offset is cut off. An Offset that the partial file can't back
+	// (shorter file, negative, beyond the target's length) restarts from
+	// 0.
 	Offset int64
-	// Checkpoint is called after Dest has been fsynced up to offset: about
-	// every 4 MiB, after a transfer error (with what arrived), and at the
-	// end (with the full length, after verification). An error aborts the
-	// download and keeps Dest.
+	// Checkpoint is called after the partial file has been fsynced up to
+	// offset: about every 4 MiB, after a transfer error (with what
+	// arrived), and at the end (with the full length, after verification
+	// and the rename). An error aborts the download and keeps the partial
+	// file.
 	Checkpoint func(offset int64) error
 	// Progress is called after every chunk written, and once at the start.
 	Progress func(done, total int64)
 }
 
-// Download streams the target name into a staging file, checking it
-// against the signed length and every signed hash as it goes, and returns
-// the file's path only once all checks passed.
+// PartSuffix names the partial file of a download: Dest+PartSuffix. The
+// default Dest is a path-escaped target name, in which "%" is always
+// followed by two hex digits, so no target's default Dest is another
+// target's partial file.
+const PartSuffix = ".%part"
+
+// Download streams the target name into Dest+PartSuffix, checking it
+// against the signed length and every signed hash as it goes, renames it
+// to Dest once all checks passed, and returns Dest.
 //
-// More bytes than the signed length are refused (ErrLength) as soon as the
-// first extra byte arrives; a hash mismatch is ErrHash. Both delete the
-// staging file. A transfer failure (ErrTransfer, including a source that
-// ends early) keeps the staging file, fsynced and checkpointed, for a
-// resume with Offset.
+// A Dest that already holds the target (signed length and every hash
+// match) is returned without a fetch. More bytes than the signed length
+// are refused (ErrLength) as soon as the first extra byte arrives; a hash
+// mismatch is ErrHash. Both delete the partial file and leave Dest as it
+// was. A transfer failure (ErrTransfer, including a source that ends
+// early) keeps the partial file, fsynced and checkpointed, for a resume
+// with Offset.
 func (c *Client) Download(ctx context.Context, name string, opts DownloadOptions) (string, error) {
-	tf, err := c.lookup(name)
+	tf, err := c.lookup(ctx, name)
 	if err != nil {
 		return "", err
 	}
@@ -82,14 +96,27 @@ func (c *Client) Download(ctx context.Context, name string, opts DownloadOptions
 		}
 		dest = filepath.Join(c.cfg.TargetDir, url.PathEscape(name))
 	}
-	f, err := os.OpenFile(dest, os.O_RDWR|os.O_CREATE, 0o600)
+	if c.present(dest, name, tf) {
+		c.log.Info("tuf: target already present and verified", "name", name, "path", dest)
+		if opts.Progress != nil {
+			opts.Progress(tf.Length, tf.Length)
+		}
+		if opts.Checkpoint != nil {
+			if err := opts.Checkpoint(tf.Length); err != nil {
+				return "", fmt.Errorf("tuf: checkpoint at %d: %w", tf.Length, err)
+			}
+		}
+		return dest, nil
+	}
+	part := dest + PartSuffix
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("tuf: staging file: %w", err)
 	}
 	s := &fileSink{f: f, v: v, total: tf.Length, checkpoint: opts.Checkpoint, progress: opts.Progress}
 	drop := func(err error) (string, error) {
 		f.Close()
-		os.Remove(dest)
+		os.Remove(part)
 		return "", err
 	}
 	keep := func(err error) (string, error) {
@@ -129,18 +156,48 @@ func (c *Client) Download(ctx context.Context, name string, opts DownloadOptions
 	if err := v.check(); err != nil {
 		return drop(err)
 	}
-	if err := s.sync(); err != nil {
+	if err := f.Sync(); err != nil {
 		f.Close()
-		return "", err
+		return "", fmt.Errorf("tuf: sync staging file: %w", err)
 	}
 	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("tuf: staging file: %w", err)
+	}
+	if err := os.Rename(part, dest); err != nil {
 		return "", fmt.Errorf("tuf: staging file: %w", err)
 	}
 	if err := atomicfs.SyncDir(filepath.Dir(dest)); err != nil {
 		return "", fmt.Errorf("tuf: staging file: %w", err)
 	}
+	if opts.Checkpoint != nil {
+		if err := opts.Checkpoint(tf.Length); err != nil {
+			return "", fmt.Errorf("tuf: checkpoint at %d: %w", tf.Length, err)
+		}
+	}
 	c.log.Info("tuf: target verified", "name", name, "path", dest, "length", tf.Length)
 	return dest, nil
+}
+
+// present reports whether dest already holds the target: a regular file
+// of the signed length whose every listed hash matches.
+func (c *Client) present(dest, name string, tf *metadata.TargetFiles) bool {
+	fi, err := os.Stat(dest)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != tf.Length {
+		return false
+	}
+	v, err := newVerifier(name, tf)
+	if err != nil {
+		return false
+	}
+	f, err := os.Open(dest)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if _, err := io.Copy(v, f); err != nil || v.n != tf.Length {
+		return false
+	}
+	return v.check() == nil
 }
 
 // resume prepares f for writing at the returned offset: it hashes the kept
@@ -179,7 +236,7 @@ func (c *Client) resume(f *os.File, v *verifier, want, length int64) (int64, err
 // returns it only after its length and hashes check out. A target whose
 // signed length exceeds max is refused with ErrLength before any fetch.
 func (c *Client) ReadTarget(ctx context.Context, name string, max int64) ([]byte, error) {
-	tf, err := c.lookup(name)
+	tf, err := c.lookup(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -233,6 +290,9 @@ func (c *Client) fetcherFor() Fetcher {
 func (c *Client) targetURL(name string, tf *metadata.TargetFiles) (string, error) {
 	if !cleanName(name) {
 		return "", fmt.Errorf("tuf: %q: %w", name, ErrInvalidTargetName)
+	}
+	if c.targets.base == "" {
+		return "", fmt.Errorf("%w: TargetsURL is empty", ErrInvalidConfig)
 	}
 	rel := name
 	if c.consistent {

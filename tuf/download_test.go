@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -69,7 +70,10 @@ func TestDownloadRefusals(t *testing.T) {
 				if !errors.Is(err, tc.want) || p != "" {
 					t.Fatalf("Download = %q, %v; want %v", p, err, tc.want)
 				}
-				_, serr := os.Stat(dest)
+				if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("unverified bytes under the target's name: %v", err)
+				}
+				_, serr := os.Stat(dest + tuf.PartSuffix)
 				if kept := serr == nil; kept != tc.keepFile {
 					t.Fatalf("staging file kept = %v, want %v", kept, tc.keepFile)
 				}
@@ -97,8 +101,9 @@ func TestDownloadStopsAtLength(t *testing.T) {
 	done := make(chan struct{})
 	mux := http.NewServeMux()
 	mux.Handle("/metadata/", http.FileServer(http.Dir(f.pub)))
+	var once sync.Once
 	mux.HandleFunc("/targets/", func(w http.ResponseWriter, r *http.Request) {
-		defer close(done)
+		defer once.Do(func() { close(done) })
 		n, _ := w.Write(image)
 		sent.Add(int64(n))
 		chunk := make([]byte, 64<<10)
@@ -117,8 +122,10 @@ func TestDownloadStopsAtLength(t *testing.T) {
 	if !errors.Is(err, tuf.ErrLength) {
 		t.Fatalf("Download = %v, want ErrLength", err)
 	}
-	if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("staging file after ErrLength: %v, want it removed", err)
+	for _, p := range []string{dest, dest + tuf.PartSuffix} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s after ErrLength: %v, want it absent", p, err)
+		}
 	}
 	<-done
 	if got := sent.Load(); got >= int64(len(image))+extra {
@@ -175,7 +182,7 @@ func TestDownloadResume(t *testing.T) {
 			ignore.Store(tc.ignoreRange)
 			ranges.Store(0)
 			dest := filepath.Join(t.TempDir(), "staged")
-			if err := os.WriteFile(dest, tc.staged, 0o600); err != nil {
+			if err := os.WriteFile(dest+tuf.PartSuffix, tc.staged, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			var first int64 = -1
@@ -191,8 +198,8 @@ func TestDownloadResume(t *testing.T) {
 				if !errors.Is(err, tc.want) {
 					t.Fatalf("Download = %v, want %v", err, tc.want)
 				}
-				if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
-					t.Fatalf("staging file after %v: %v, want it removed", tc.want, err)
+				if _, err := os.Stat(dest + tuf.PartSuffix); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("partial file after %v: %v, want it removed", tc.want, err)
 				}
 				return
 			}
@@ -251,7 +258,7 @@ func TestDownloadTruncated(t *testing.T) {
 
 	var checkpoints []int64
 	opts := tuf.DownloadOptions{
-		Dest:       filepath.Join(t.TempDir(), "image.part"),
+		Dest:       filepath.Join(t.TempDir(), "image"),
 		Checkpoint: func(off int64) error { checkpoints = append(checkpoints, off); return nil },
 	}
 	_, err := c.Download(context.Background(), "image.bin", opts)
@@ -267,7 +274,7 @@ func TestDownloadTruncated(t *testing.T) {
 		t.Fatalf("last checkpoint %d, want between 4 MiB and %d", last, cut)
 	}
 	// the kept file holds exactly the checkpointed, correct prefix
-	got := readAll(t, opts.Dest)
+	got := readAll(t, opts.Dest+tuf.PartSuffix)
 	if int64(len(got)) != last || !bytes.Equal(got, image[:last]) {
 		t.Fatalf("kept %d bytes (checkpoint %d), prefix correct = %v", len(got), last, bytes.Equal(got, image[:min(len(got), len(image))]))
 	}
@@ -283,5 +290,99 @@ func TestDownloadTruncated(t *testing.T) {
 	}
 	if n := fetcher.calls.Load(); n != 2 {
 		t.Fatalf("Config.Fetcher called %d times, want 2", n)
+	}
+}
+
+// TestDownloadKeepsVerifiedCopy: Dest holds a verified release 1 image;
+// release 2 of the same target is then served too long, too short and
+// tampered. Each refusal leaves release 1's bytes in Dest, and the
+// unverified bytes never appear under Dest's name.
+func TestDownloadKeepsVerifiedCopy(t *testing.T) {
+	v1, v2 := payload(300_000, 20), payload(300_000, 21)
+	f := newFixture(t, repo.Options{ConsistentSnapshot: true})
+	f.add("image.bin", v1, "")
+	f.publish()
+	dest := filepath.Join(t.TempDir(), "image")
+	ctx := context.Background()
+	c := refreshed(t, f.device("http", nil))
+	if _, err := c.Download(ctx, "image.bin", tuf.DownloadOptions{Dest: dest}); err != nil {
+		t.Fatal(err)
+	}
+	f.add("image.bin", v2, "")
+	f.publish()
+	refreshed(t, c)
+	served := f.servedTarget(v2, "image.bin")
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want error
+	}{
+		{"too long", append(bytes.Clone(v2), "extra"...), tuf.ErrLength},
+		{"too short", v2[:1000], tuf.ErrTransfer},
+		{"tampered", append(bytes.Clone(v2[:len(v2)-1]), v2[len(v2)-1]^1), tuf.ErrHash},
+	} {
+		if err := os.WriteFile(served, tc.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.Download(ctx, "image.bin", tuf.DownloadOptions{Dest: dest})
+		if !errors.Is(err, tc.want) {
+			t.Fatalf("%s: Download = %v, want %v", tc.name, err, tc.want)
+		}
+		if !bytes.Equal(readAll(t, dest), v1) {
+			t.Fatalf("%s: the verified copy in Dest was changed", tc.name)
+		}
+		os.Remove(dest + tuf.PartSuffix) // no resume from the short one
+	}
+	if err := os.WriteFile(served, v2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := c.Download(ctx, "image.bin", tuf.DownloadOptions{Dest: dest}); err != nil || !bytes.Equal(readAll(t, p), v2) {
+		t.Fatalf("Download of the good release 2: %v", err)
+	}
+}
+
+// TestDownloadSkipsPresent: a target already in Dest with the signed
+// length and hashes is not fetched again (counted at the HTTP server); one
+// with the right length but other bytes is.
+func TestDownloadSkipsPresent(t *testing.T) {
+	image := payload(200_000, 22)
+	f := newFixture(t, repo.Options{ConsistentSnapshot: true})
+	f.add("image.bin", image, "")
+	f.publish()
+	fileSrv := http.FileServer(http.Dir(f.pub))
+	var gets atomic.Int64
+	base := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/targets/") {
+			gets.Add(1)
+		}
+		fileSrv.ServeHTTP(w, r)
+	}))
+	c := refreshed(t, f.deviceAt(base+"/metadata", base+"/targets", nil))
+	dest := filepath.Join(t.TempDir(), "image")
+	ctx := context.Background()
+	var checkpoint int64
+	opts := tuf.DownloadOptions{Dest: dest, Checkpoint: func(off int64) error { checkpoint = off; return nil }}
+	for i := range 2 {
+		p, err := c.Download(ctx, "image.bin", opts)
+		if err != nil || p != dest || !bytes.Equal(readAll(t, p), image) {
+			t.Fatalf("Download %d: %q, %v", i, p, err)
+		}
+	}
+	if n := gets.Load(); n != 1 {
+		t.Fatalf("%d target requests for two downloads of a present target, want 1", n)
+	}
+	if checkpoint != int64(len(image)) {
+		t.Fatalf("checkpoint %d, want %d", checkpoint, len(image))
+	}
+	bad := bytes.Clone(image)
+	bad[0] ^= 1
+	if err := os.WriteFile(dest, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Download(ctx, "image.bin", opts); err != nil || !bytes.Equal(readAll(t, dest), image) {
+		t.Fatalf("Download over a corrupt copy: %v", err)
+	}
+	if n := gets.Load(); n != 2 {
+		t.Fatalf("%d target requests, want 2 (the corrupt copy is fetched again)", n)
 	}
 }

@@ -34,7 +34,8 @@ var (
 	// hashes) do not match a signed hash, or no hash the client supports is
 	// listed.
 	ErrHash = errors.New("tuf: hash check failed")
-	// ErrUnknownTarget: the name is not in the trusted top-level targets.
+	// ErrUnknownTarget: no role signs the name: not in the top-level
+	// targets, nor in any delegated role the walk reaches for it.
 	ErrUnknownTarget = errors.New("tuf: target not in the trusted targets metadata")
 	// ErrInvalidTargetName: a signed target name that is not a clean
 	// relative path, so it can't be mapped to a URL or file safely.
@@ -64,39 +65,46 @@ var (
 )
 
 // classify wraps a go-tuf (or fetch) error with the graft sentinel of the
-// check that failed. Errors that already carry a sentinel pass unchanged.
+// check that failed. Errors that already carry a sentinel pass unchanged;
+// errors that match none pass unchanged too.
 func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, s := range []error{ErrExpired, ErrRollback, ErrSignature, ErrLength, ErrHash,
-		ErrUnknownTarget, ErrUntrustedRootFile, ErrMalformed, ErrTransfer} {
-		if errors.Is(err, s) {
-			return err
-		}
-	}
-	var sentinel error
-	switch {
-	case errors.Is(err, &metadata.ErrExpiredMetadata{}):
-		sentinel = ErrExpired
-	case errors.Is(err, &metadata.ErrBadVersionNumber{}): // includes ErrEqualVersionNumber
-		sentinel = ErrRollback
-	case errors.Is(err, &metadata.ErrUnsignedMetadata{}):
-		sentinel = ErrSignature
-	case errors.Is(err, &metadata.ErrDownloadLengthMismatch{}):
-		sentinel = ErrLength
-	case errors.Is(err, &metadata.ErrLengthOrHashMismatch{}):
-		sentinel = ErrHash
-	case errors.Is(err, &metadata.ErrDownload{}),
-		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		sentinel = ErrTransfer
-	case errors.Is(err, &metadata.ErrRepository{}), errors.Is(err, &metadata.ErrValue{}),
-		errors.Is(err, &metadata.ErrType{}), isJSONError(err):
-		sentinel = ErrMalformed
-	default:
+	sentinel := sentinelOf(err)
+	if sentinel == nil || errors.Is(err, sentinel) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", sentinel, err)
+}
+
+// sentinelOf names the graft sentinel for a go-tuf or fetch error, or nil.
+func sentinelOf(err error) error {
+	for _, s := range []error{ErrExpired, ErrRollback, ErrSignature, ErrLength, ErrHash,
+		ErrUnknownTarget, ErrUntrustedRootFile, ErrMalformed, ErrTransfer} {
+		if errors.Is(err, s) {
+			return s
+		}
+	}
+	switch {
+	case errors.Is(err, &metadata.ErrExpiredMetadata{}):
+		return ErrExpired
+	case errors.Is(err, &metadata.ErrBadVersionNumber{}): // includes ErrEqualVersionNumber
+		return ErrRollback
+	case errors.Is(err, &metadata.ErrUnsignedMetadata{}):
+		return ErrSignature
+	case errors.Is(err, &metadata.ErrDownloadLengthMismatch{}):
+		return ErrLength
+	case errors.Is(err, &metadata.ErrLengthOrHashMismatch{}):
+		return ErrHash
+	case errors.Is(err, &metadata.ErrDownload{}),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return ErrTransfer
+	case errors.Is(err, &metadata.ErrRepository{}), errors.Is(err, &metadata.ErrValue{}),
+		errors.Is(err, &metadata.ErrType{}), isJSONError(err):
+		return ErrMalformed
+	}
+	return nil
 }
 
 func isJSONError(err error) bool {

@@ -2,6 +2,8 @@ package tuf
 
 import (
 	"errors"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -76,4 +78,22 @@ func TestParseLocation(t *testing.T) {
 	if got := http.join("dir/a b#.bin"); got != "https://h/t/dir/a%20b%23.bin" {
 		t.Errorf("join = %q", got)
 	}
+}
+
+// FuzzLocalMetaPath: whatever URL go-tuf builds from a (signed, but
+// outside) role name, the file it maps to stays inside the directory.
+func FuzzLocalMetaPath(f *testing.F) {
+	for _, s := range []string{"1.root.json", "2.a%3Fb.json", "team%2Frpi4.json", "...json", "..%2F..%2Fetc%2Fpasswd.json", "%2e%2e/x.json", "a%2F%2Fb.json"} {
+		f.Add(s)
+	}
+	const dir = "/repo/metadata"
+	f.Fuzz(func(t *testing.T, name string) {
+		p, err := localMetaPath(dir, dir+"/"+name)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(p, dir+"/") || filepath.Clean(p) != p {
+			t.Fatalf("%q maps to %q, outside %s", name, p, dir)
+		}
+	})
 }

@@ -98,6 +98,9 @@ type Release struct {
 	Compression manifest.Compression
 	// SHA256 overrides the image hash in the manifest (to publish a lie).
 	SHA256 []byte
+	// Role signs the release's targets: a delegated role (Repo.Delegate)
+	// instead of the top-level targets.
+	Role string
 }
 
 // ManifestTarget is the TUF target name of a release's manifest.
@@ -119,8 +122,12 @@ func (r *Repo) Publish(t testing.TB, rel Release) string {
 		enc, _ := zstd.NewWriter(nil)
 		payload, ext = enc.EncodeAll(rel.Image, nil), ".img.zst"
 	}
+	role := rel.Role
+	if role == "" {
+		role = "targets"
+	}
 	imgTarget := path.Join("releases", rel.Name, "rootfs"+ext)
-	if _, err := r.AddTarget(imgTarget, bytes.NewReader(payload), nil); err != nil {
+	if _, err := r.AddTargetFor(role, imgTarget, bytes.NewReader(payload), nil); err != nil {
 		t.Fatal(err)
 	}
 	boardNames := rel.Boards
@@ -142,14 +149,19 @@ func (r *Repo) Publish(t testing.TB, rel Release) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r.PublishRaw(t, rel.Name, raw)
+	return r.publishRaw(t, role, rel.Name, raw)
 }
 
 // PublishRaw publishes arbitrary bytes as a release's manifest target.
 func (r *Repo) PublishRaw(t testing.TB, name string, raw []byte) string {
 	t.Helper()
+	return r.publishRaw(t, "targets", name, raw)
+}
+
+func (r *Repo) publishRaw(t testing.TB, role, name string, raw []byte) string {
+	t.Helper()
 	target := ManifestTarget(name)
-	if _, err := r.AddTarget(target, bytes.NewReader(raw), nil); err != nil {
+	if _, err := r.AddTargetFor(role, target, bytes.NewReader(raw), nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Repo.Publish(); err != nil {

@@ -114,10 +114,25 @@ func TestTUFCommands(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(md, "root.json")); err != nil {
 		t.Fatal("root.json not stored under its plain name")
 	}
-	if code, _, e := run(t, append([]string{"tuf", "refresh"}, urls...)...); code != 0 {
-		t.Fatalf("tuf refresh: %d %s", code, e)
+	// refresh needs no --targets-url: it never fetches a target
+	if code, out, e := run(t, "tuf", "refresh", "--metadata-dir", md, "--metadata-url", r.URL+"/metadata"); code != 0 || !strings.Contains(out, "valid") {
+		t.Fatalf("tuf refresh without --targets-url: %d %s %s", code, out, e)
 	}
-	code, out, e := run(t, append([]string{"tuf", "download", target}, urls...)...)
+	code, out, e := run(t, "tuf", "refresh", "--json", "--metadata-dir", md, "--metadata-url", r.URL+"/metadata")
+	var status struct {
+		Valid  bool      `json:"valid"`
+		Floor  time.Time `json:"floor"`
+		Behind bool      `json:"clock_behind"`
+	}
+	if err := json.Unmarshal([]byte(out), &status); code != 0 || err != nil || !status.Valid || status.Floor.IsZero() || status.Behind {
+		t.Fatalf("tuf refresh --json: %d %q %s", code, out, e)
+	}
+	// each subcommand's --help is its own
+	code, out, e = run(t, "tuf", "init", "--help")
+	if code != 0 || !strings.Contains(out+e, "tuf init ROOT_FILE") || strings.Contains(out+e, "targets-url") {
+		t.Fatalf("tuf init --help: %d %q", code, out)
+	}
+	code, out, e = run(t, append([]string{"tuf", "download", target}, urls...)...)
 	if code != 0 {
 		t.Fatalf("tuf download: %d %s", code, e)
 	}
@@ -130,7 +145,11 @@ func TestTUFCommands(t *testing.T) {
 	// Metadata signed two days ago has expired: refused, exit 1, one line.
 	clock = clock.Add(-48 * time.Hour)
 	r.Publish(t, agenttest.Release{Name: "v3", Sequence: 3, Image: agenttest.Image("v3", true, 1<<10)})
-	code, _, e = run(t, append([]string{"tuf", "refresh"}, urls...)...)
+	code, _, e = run(t, "tuf", "refresh", "--metadata-dir", md, "--metadata-url", r.URL+"/metadata", "--time", clock.Add(-time.Hour).Format(time.RFC3339))
+	if code != 0 {
+		t.Fatalf("tuf refresh --time inside the validity: %d %s", code, e)
+	}
+	code, _, e = run(t, "tuf", "refresh", "--metadata-dir", md, "--metadata-url", r.URL+"/metadata")
 	if code != 1 || strings.Count(strings.TrimSpace(e), "\n") != 0 || !strings.Contains(e, "expired") {
 		t.Errorf("expired metadata: exit %d, stderr %q; want exit 1 and one line naming the check", code, e)
 	}

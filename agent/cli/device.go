@@ -238,7 +238,7 @@ func manifestTarget(release string) string {
 
 // newest finds the release with the highest sequence that fits this device.
 func newest(ctx context.Context, d *daemon.Device) (transport.Notice, error) {
-	targets, err := d.TUF.Targets()
+	targets, err := d.TUF.Targets(ctx)
 	if err != nil {
 		return transport.Notice{}, err
 	}

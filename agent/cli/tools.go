@@ -2,9 +2,12 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"github.com/graft-dev/graft/agent/config"
 	"os"
+	"time"
+
+	"github.com/graft-dev/graft/agent/config"
 
 	"github.com/graft-dev/graft/agent/bootenv"
 	"github.com/graft-dev/graft/agent/daemon"
@@ -91,9 +94,16 @@ func cmdBootenv(_ context.Context, e env, args []string) error {
 	})
 }
 
+// tufUsage is each tuf subcommand's own usage line.
+var tufUsage = map[string]string{
+	"init":     "ROOT_FILE --metadata-dir DIR",
+	"refresh":  "--metadata-dir DIR --metadata-url URL [--time RFC3339] [--json]",
+	"download": "TARGET... --metadata-dir DIR --metadata-url URL --targets-url URL [--target-dir DIR] [--time RFC3339]",
+}
+
 func cmdTUF(ctx context.Context, e env, args []string) error {
-	const use = "init ROOT_FILE | refresh | download TARGET...  --metadata-dir DIR [--metadata-url URL --targets-url URL --target-dir DIR]"
-	if len(args) == 0 || (args[0] != "init" && args[0] != "refresh" && args[0] != "download") {
+	const use = "init ROOT_FILE | refresh | download TARGET...  (graft-agent tuf OP --help for each)"
+	if len(args) == 0 || tufUsage[args[0]] == "" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			fmt.Fprintf(e.stdout, "Usage: graft-agent tuf %s\n", use)
 			return nil
@@ -101,17 +111,38 @@ func cmdTUF(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("%w: graft-agent tuf %s", errUsage, use)
 	}
 	op := args[0]
-	fs := flags(e, "tuf "+op, use)
-	cfg := tuf.Config{}
+	fs := flags(e, "tuf "+op, tufUsage[op])
+	cfg := tuf.Config{MinTime: daemon.BuildTime()}
 	fs.StringVar(&cfg.MetadataDir, "metadata-dir", "", "trusted metadata `dir` (root.json and the cache)")
-	fs.StringVar(&cfg.MetadataURL, "metadata-url", "", "repository metadata `URL` or directory")
-	fs.StringVar(&cfg.TargetsURL, "targets-url", "", "repository targets `URL` or directory")
-	fs.StringVar(&cfg.TargetDir, "target-dir", ".", "where downloaded targets go")
+	var at, targetDir string
+	var asJSON bool
+	if op != "init" {
+		fs.StringVar(&cfg.MetadataURL, "metadata-url", "", "repository metadata `URL` or directory")
+		fs.StringVar(&at, "time", "", "check expiry as of this `RFC3339` time instead of the clock and the time floor (the floor is not raised)")
+	}
+	if op == "refresh" {
+		fs.BoolVar(&asJSON, "json", false, "print the trusted versions and times as JSON")
+	}
+	if op == "download" {
+		fs.StringVar(&cfg.TargetsURL, "targets-url", "", "repository targets `URL` or directory")
+		fs.StringVar(&targetDir, "target-dir", ".", "where downloaded targets go")
+	}
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
+	cfg.TargetDir = targetDir
+	if cfg.TargetDir == "" {
+		cfg.TargetDir = cfg.MetadataDir // refresh: never written
+	}
 	if cfg.MetadataDir == "" {
 		return fmt.Errorf("%w: --metadata-dir is required", errUsage)
+	}
+	if at != "" {
+		t, err := time.Parse(time.RFC3339, at)
+		if err != nil {
+			return fmt.Errorf("%w: --time: %v", errUsage, err)
+		}
+		cfg.At = t
 	}
 	switch op {
 	case "init":
@@ -128,6 +159,9 @@ func cmdTUF(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stdout, "trusted root stored in %s\n", cfg.MetadataDir)
 		return nil
 	case "refresh":
+		if fs.NArg() != 0 {
+			return fmt.Errorf("%w: tuf refresh takes no arguments", errUsage)
+		}
 		c, err := tuf.New(cfg)
 		if err != nil {
 			return err
@@ -135,7 +169,18 @@ func cmdTUF(ctx context.Context, e env, args []string) error {
 		if err := c.Refresh(ctx); err != nil {
 			return err
 		}
-		fmt.Fprintln(e.stdout, "metadata is valid and current")
+		tc := c.Time()
+		if asJSON {
+			return json.NewEncoder(e.stdout).Encode(map[string]any{
+				"valid": true, "clock": tc.Clock, "floor": tc.Floor,
+				"reference": tc.Reference(), "clock_behind": tc.Behind(),
+			})
+		}
+		if tc.Behind() {
+			fmt.Fprintf(e.stderr, "warning: clock %s is behind the trusted time floor %s; expiry was checked as of the floor\n",
+				tc.Clock.Format(time.RFC3339), tc.Floor.Format(time.RFC3339))
+		}
+		fmt.Fprintf(e.stdout, "metadata is valid and current as of %s\n", tc.Reference().Format(time.RFC3339))
 		return nil
 	}
 	if fs.NArg() == 0 {

@@ -51,6 +51,32 @@ func Version() string {
 	return "(devel)"
 }
 
+// buildTime is stamped by the build (-ldflags -X …buildTime=RFC3339);
+// otherwise it comes from the build info's vcs.time.
+var buildTime string
+
+// BuildTime is when the agent was built (its commit's time), or the zero
+// time when the build does not say. The TUF client's time floor never
+// goes below it: a device whose clock restarts at 1970 still refuses
+// metadata that expired before its agent was built.
+func BuildTime() time.Time {
+	s := buildTime
+	if s == "" {
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, kv := range bi.Settings {
+				if kv.Key == "vcs.time" {
+					s = kv.Value
+				}
+			}
+		}
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
 // ErrLocked means another graft-agent holds the state directory.
 var ErrLocked = errors.New("state directory is in use by another graft-agent")
 
@@ -211,6 +237,7 @@ func (d *Device) OpenTUF(offlineDir string) error {
 		MetadataURL: d.Config.MetadataURL,
 		TargetsURL:  d.Config.TargetsURL,
 		TargetDir:   stagingDir(d.Config.DataDir),
+		MinTime:     BuildTime(),
 		Fetcher:     &httpfetch.Client{HTTP: &http.Client{}, Logger: d.Logger},
 		Logger:      d.Logger,
 	}

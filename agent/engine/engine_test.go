@@ -195,6 +195,39 @@ func TestInstallTryCommit(t *testing.T) {
 	}
 }
 
+// TestDelegatedRelease: a board team's role, delegated releases/team-*/*,
+// signs a release without the fleet's targets key; the engine installs it
+// through the TUF client's delegation walk. The team cannot publish a
+// release outside its paths.
+func TestDelegatedRelease(t *testing.T) {
+	g := newRig(t, nil, "")
+	if err := g.repo.Delegate(repo.Delegation{Name: "team", Paths: []string{"releases/team-*/*"}}); err != nil {
+		t.Fatal(err)
+	}
+	img := agenttest.Image("team-v2", true, 1<<20)
+	g.repo.Publish(t, agenttest.Release{Name: "team-v2", Sequence: 2, Image: img, Role: "team"})
+	if top := g.repo.Targets(); len(top) != 2 || top[0].Role != "team" {
+		t.Fatalf("targets %+v: want the release signed by the team role", top)
+	}
+	_, err := g.repo.AddTargetFor("team", agenttest.ManifestTarget("v3"), bytes.NewReader([]byte("x")), nil)
+	if !errors.Is(err, repo.ErrNotDelegated) {
+		t.Fatalf("team release outside its paths: %v, want ErrNotDelegated", err)
+	}
+	if err := g.install("v3"); err == nil {
+		t.Fatal("a release nobody published installed")
+	}
+	if err := g.install("team-v2"); !errors.Is(err, engine.ErrRebootPending) {
+		t.Fatalf("Install of the delegated release = %v, want it to wait for the reboot", err)
+	}
+	g.start()
+	if err := g.engine.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rec := g.journal.Record(); rec.Installed.Name != "team-v2" || !bytes.Equal(g.dev.Slot("B")[:len(img)], img) {
+		t.Fatalf("journal %+v: want team-v2 committed in B", rec)
+	}
+}
+
 func TestHealthFailureRollsBack(t *testing.T) {
 	g := newRig(t, nil, "")
 	g.repo.Publish(t, agenttest.Release{Name: "v3", Sequence: 3, Image: agenttest.Image("v3", false, 1<<20)})

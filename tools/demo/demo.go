@@ -99,9 +99,20 @@ func (d *demo) say(format string, args ...any) {
 
 func (d *demo) bin(name string) string { return filepath.Join(d.o.BinDir, name) }
 
+// fleetEnv gives graft-fleet the key passphrase of the demo's throw-away
+// repository (its keys are sealed with it), unless the caller set one.
+func fleetEnv() []string {
+	env := os.Environ()
+	if os.Getenv("GRAFT_KEY_PASSPHRASE") == "" {
+		env = append(env, "GRAFT_KEY_PASSPHRASE=graft demo")
+	}
+	return env
+}
+
 // fleet runs a graft-fleet command to completion.
 func (d *demo) fleet(ctx context.Context, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, d.bin("graft-fleet"), args...)
+	cmd.Env = fleetEnv()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -237,6 +248,7 @@ func (d *demo) release(ctx context.Context, repo, name, version, seq, compress s
 // serve starts graft-fleet serve and reads the addresses it prints.
 func (d *demo) serve(ctx context.Context, repo string) error {
 	cmd := exec.CommandContext(ctx, d.bin("graft-fleet"), "serve", "--repo", repo, "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0", "--json")
+	cmd.Env = fleetEnv()
 	cmd.Stderr = prefixWriter(d.out, "  fleet  │ ")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -7,10 +7,14 @@
 //
 // Layout of a repository directory:
 //
-//	keys/<role>-<n>.json     ed25519 private keys, mode 0600 (Open refuses wider)
+//	keys/<role>-<n>.json     ed25519 private keys, mode 0600 (Open refuses wider),
+//	                         sealed with a passphrase (scrypt, XChaCha20-Poly1305)
+//	keys/pending/            keys of a rotation waiting for its root
+//	pending/root.json        a root version waiting for offline signatures
 //	metadata/                what devices fetch: 1.root.json, root.json,
-//	                         timestamp.json, snapshot.json and targets.json, plus
-//	                         N.snapshot.json and N.targets.json with consistent
+//	                         timestamp.json, snapshot.json, targets.json and
+//	                         each delegated <role>.json, plus N.snapshot.json,
+//	                         N.targets.json and N.<role>.json with consistent
 //	                         snapshots
 //	targets/                 target files (HASH.NAME per listed hash with
 //	                         consistent snapshots, NAME otherwise)

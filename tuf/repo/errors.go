@@ -21,6 +21,21 @@ var (
 	ErrInvalidCustom = errors.New("repo: target custom metadata is not valid JSON")
 	// ErrUnknownTarget: RemoveTarget of a name not in the (staged) targets.
 	ErrUnknownTarget = errors.New("repo: no such target")
+	// ErrPassphrase: a sealed key file and no passphrase, or the wrong
+	// one.
+	ErrPassphrase = errors.New("repo: key passphrase missing or wrong")
+	// ErrInvalidRole: a role name that is unknown, already delegated, or
+	// not usable as a file and URL name.
+	ErrInvalidRole = errors.New("repo: invalid role")
+	// ErrNotDelegated: a target path the role is not delegated for.
+	ErrNotDelegated = errors.New("repo: the role is not delegated for that path")
+	// ErrRootSignatures: a prepared root version does not yet carry a
+	// threshold of signatures from the current root keys and from its own
+	// (sign it offline with SignRootFile, then MergeRoot).
+	ErrRootSignatures = errors.New("repo: the new root needs more signatures")
+	// ErrNoPreparedRoot: MergeRoot or SignRootFile with no prepared root,
+	// or a root file whose signed part differs from the prepared one.
+	ErrNoPreparedRoot = errors.New("repo: no matching prepared root")
 )
 
 // OptionError names the option that failed validation. It matches

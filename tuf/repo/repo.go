@@ -53,6 +53,22 @@ type Options struct {
 	// Now is the clock for expiry dates (tests create expired metadata
 	// with it); nil means time.Now.
 	Now func() time.Time
+	// Passphrase seals every private key file (scrypt and
+	// XChaCha20-Poly1305). Empty writes plain key files: for tests only;
+	// graft-fleet always passes one.
+	Passphrase []byte
+}
+
+// OpenOptions configure OpenWith.
+type OpenOptions struct {
+	// Passphrase opens sealed key files (ErrPassphrase without it).
+	Passphrase []byte
+	// Roles, when not nil, loads (and decrypts) only these roles' keys:
+	// graft-fleet serve re-signs the timestamp with the timestamp key
+	// alone.
+	Roles []string
+	// Now is the clock for expiry dates; nil means time.Now.
+	Now func() time.Time
 }
 
 // settings is repo.json: what Open needs that root.json does not say.
@@ -63,14 +79,20 @@ type settings struct {
 // Repo is an open repository directory. It is not safe for concurrent use,
 // and two Repos must not work on one directory at the same time.
 type Repo struct {
-	dir       string
-	now       func() time.Time
-	expiry    map[string]time.Duration
-	keys      map[string][]roleKey
-	root      *metadata.Metadata[metadata.RootType]
-	targets   *metadata.Metadata[metadata.TargetsType]
-	snapshot  *metadata.Metadata[metadata.SnapshotType]
-	timestamp *metadata.Metadata[metadata.TimestampType]
+	dir        string
+	now        func() time.Time
+	passphrase []byte
+	expiry     map[string]time.Duration
+	keys       map[string][]roleKey
+	root       *metadata.Metadata[metadata.RootType]
+	targets    *metadata.Metadata[metadata.TargetsType]
+	snapshot   *metadata.Metadata[metadata.SnapshotType]
+	timestamp  *metadata.Metadata[metadata.TimestampType]
+	// delegated holds the metadata of each role the top-level targets
+	// delegates to, by name.
+	delegated map[string]*metadata.Metadata[metadata.TargetsType]
+	// roles is OpenOptions.Roles: whose keys are loaded (nil: all).
+	roles []string
 }
 
 func (o Options) validate() error {
@@ -136,7 +158,8 @@ func Create(dir string, opts Options) (*Repo, error) {
 			return nil, fmt.Errorf("repo: %w", err)
 		}
 	}
-	r := &Repo{dir: dir, now: opts.Now, expiry: map[string]time.Duration{}, keys: map[string][]roleKey{}}
+	r := &Repo{dir: dir, now: opts.Now, expiry: map[string]time.Duration{}, keys: map[string][]roleKey{},
+		passphrase: opts.Passphrase, delegated: map[string]*metadata.Metadata[metadata.TargetsType]{}}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -160,7 +183,7 @@ func Create(dir string, opts Options) (*Repo, error) {
 		}
 		r.root.Signed.Roles[role].Threshold = t
 		for i := 1; i <= n; i++ {
-			k, err := newKey(keyPath(dir, role, i))
+			k, err := newKey(keyPath(dir, role, i), opts.Passphrase)
 			if err != nil {
 				return nil, err
 			}
@@ -197,11 +220,21 @@ func Create(dir string, opts Options) (*Repo, error) {
 	return r, nil
 }
 
-// Open loads the repository in dir. It refuses key files (and a keys
-// directory) open to group or others with ErrKeyPermissions, and key files
-// that root.json does not authorize with ErrKey.
-func Open(dir string) (*Repo, error) {
-	r := &Repo{dir: dir, now: time.Now, expiry: map[string]time.Duration{}}
+// Open loads the repository in dir with plain (unsealed) key files; see
+// OpenWith.
+func Open(dir string) (*Repo, error) { return OpenWith(dir, OpenOptions{}) }
+
+// OpenWith loads the repository in dir. It refuses key files (and a keys
+// directory) open to group or others with ErrKeyPermissions, key files
+// that root.json (or, for a delegated role, targets.json) does not
+// authorize with ErrKey, and sealed key files it cannot open with
+// ErrPassphrase.
+func OpenWith(dir string, opts OpenOptions) (*Repo, error) {
+	r := &Repo{dir: dir, now: opts.Now, expiry: map[string]time.Duration{}, passphrase: opts.Passphrase,
+		delegated: map[string]*metadata.Metadata[metadata.TargetsType]{}, roles: opts.Roles}
+	if r.now == nil {
+		r.now = time.Now
+	}
 	var err error
 	md := r.MetadataDir()
 	if r.root, err = metadata.Root().FromFile(filepath.Join(md, "root.json")); err != nil {
@@ -216,7 +249,14 @@ func Open(dir string) (*Repo, error) {
 	if r.timestamp, err = metadata.Timestamp().FromFile(filepath.Join(md, "timestamp.json")); err != nil {
 		return nil, fmt.Errorf("repo: open %s: %w", dir, err)
 	}
-	if r.keys, err = loadKeys(dir, r.root); err != nil {
+	for _, d := range r.delegations() {
+		m, err := metadata.Targets().FromFile(r.metaPath(d.Name, 0))
+		if err != nil {
+			return nil, fmt.Errorf("repo: open %s: delegated role %q: %w", dir, d.Name, err)
+		}
+		r.delegated[d.Name] = m
+	}
+	if err := r.loadKeys(opts.Passphrase, opts.Roles); err != nil {
 		return nil, err
 	}
 	for _, role := range roles {
@@ -260,14 +300,16 @@ func (r *Repo) TargetsDir() string { return filepath.Join(r.dir, "targets") }
 
 // SetExpiry changes the validity of role's metadata. It applies to the
 // next Publish or RefreshTimestamp, which also record it in repo.json.
-// Root is only re-signed by Create today, so a root expiry set here is
-// kept for a future root rotation. Unknown roles and durations under a
+// A root expiry set here applies to the next Rotate. Unknown roles and durations under a
 // second are ignored.
 func (r *Repo) SetExpiry(role string, d time.Duration) {
 	if slices.Contains(roles, role) && d >= time.Second {
 		r.expiry[role] = d
 	}
 }
+
+// Expiry is the validity role's metadata gets when it is signed.
+func (r *Repo) Expiry(role string) time.Duration { return r.expiry[role] }
 
 func (r *Repo) expires(role string) time.Time {
 	return r.now().UTC().Add(r.expiry[role]).Truncate(time.Second)
@@ -286,7 +328,8 @@ func (r *Repo) saveSettings() error {
 }
 
 // sign replaces m's signatures with those of every key of role that Repo
-// holds, then checks them against root's threshold for the role.
+// holds, then checks them against the delegator's threshold for the role
+// (root for top-level roles, the top-level targets for delegated ones).
 func sign[T metadata.Roles](r *Repo, role string, m *metadata.Metadata[T]) error {
 	m.ClearSignatures()
 	for _, k := range r.keys[role] {
@@ -294,9 +337,18 @@ func sign[T metadata.Roles](r *Repo, role string, m *metadata.Metadata[T]) error
 			return fmt.Errorf("repo: sign %s: %w", role, err)
 		}
 	}
-	if err := r.root.VerifyDelegate(role, m); err != nil {
+	var err error
+	var threshold int
+	if slices.Contains(roles, role) {
+		err, threshold = r.root.VerifyDelegate(role, m), r.root.Signed.Roles[role].Threshold
+	} else if d := r.delegation(role); d != nil {
+		err, threshold = r.targets.VerifyDelegate(role, m), d.Threshold
+	} else {
+		return fmt.Errorf("repo: sign %s: %w: no such role", role, ErrKey)
+	}
+	if err != nil {
 		return fmt.Errorf("repo: sign %s: %w: %d usable keys, threshold %d: %w",
-			role, ErrKey, len(r.keys[role]), r.root.Signed.Roles[role].Threshold, err)
+			role, ErrKey, len(r.keys[role]), threshold, err)
 	}
 	return nil
 }
@@ -312,27 +364,47 @@ func writeMeta[T metadata.Roles](path string, m *metadata.Metadata[T]) error {
 	return nil
 }
 
-// writeRoot writes N.root.json (the chain devices walk) and root.json.
-func (r *Repo) writeRoot() error {
-	md := r.MetadataDir()
-	v := strconv.FormatInt(r.root.Signed.Version, 10)
-	if err := writeMeta(filepath.Join(md, v+".root.json"), r.root); err != nil {
-		return err
+// metaPath is where role's metadata lives in metadata/: ROLE.json, or
+// VERSION.ROLE.json when version > 0. Delegated role names may hold "/"
+// (a subdirectory: what a web server maps the client's escaped %2F back
+// to) and any other character validRoleName allows.
+func (r *Repo) metaPath(role string, version int64) string {
+	name := role + ".json"
+	if version > 0 {
+		name = strconv.FormatInt(version, 10) + "." + name
 	}
-	return writeMeta(filepath.Join(md, "root.json"), r.root)
+	return filepath.Join(r.MetadataDir(), filepath.FromSlash(name))
 }
 
-// writeTopLevel writes targets, then snapshot, then timestamp: a device
-// that reads the new timestamp finds everything it points to.
-func (r *Repo) writeTopLevel() error {
-	md := r.MetadataDir()
+// writeTargets writes one targets role (top-level or delegated): the
+// versioned copy first with consistent snapshots, then ROLE.json.
+func (r *Repo) writeTargets(role string, m *metadata.Metadata[metadata.TargetsType]) error {
+	paths := []string{r.metaPath(role, 0)}
 	if r.root.Signed.ConsistentSnapshot {
-		v := strconv.FormatInt(r.targets.Signed.Version, 10)
-		if err := writeMeta(filepath.Join(md, v+".targets.json"), r.targets); err != nil {
+		paths = []string{r.metaPath(role, m.Signed.Version), paths[0]}
+	}
+	for _, p := range paths {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("repo: %w", err)
+		}
+		if err := writeMeta(p, m); err != nil {
 			return err
 		}
 	}
-	if err := writeMeta(filepath.Join(md, "targets.json"), r.targets); err != nil {
+	return nil
+}
+
+// writeTopLevel writes the delegated roles and targets, then snapshot,
+// then timestamp: a device that reads the new timestamp finds everything
+// it points to.
+func (r *Repo) writeTopLevel() error {
+	md := r.MetadataDir()
+	for _, name := range mapKeys(r.delegated) {
+		if err := r.writeTargets(name, r.delegated[name]); err != nil {
+			return err
+		}
+	}
+	if err := r.writeTargets(metadata.TARGETS, r.targets); err != nil {
 		return err
 	}
 	if r.root.Signed.ConsistentSnapshot {

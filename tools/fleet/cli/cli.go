@@ -48,7 +48,11 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		repoInitCmd(), repoAddTargetCmd(), repoPublishCmd(), repoTimestampCmd(), repoRootCmd(),
+		repoInitCmd(), repoAddTargetCmd(), repoPublishCmd(), repoTimestampCmd(),
+		// "repo root sign" and "repo root merge" before "repo root": the
+		// first command whose words start the arguments runs
+		repoRootSignCmd(), repoRootMergeCmd(), repoRootCmd(),
+		repoKeysCmd(), repoRotateCmd(), repoDelegateCmd(),
 		releaseAddCmd(),
 		notifyCmd(),
 		statusCmd(),

@@ -142,7 +142,7 @@ func noticeID() string {
 // publishedManifest reads and decodes a published manifest target of the
 // repository in dir.
 func publishedManifest(dir, name string) (*manifest.Manifest, error) {
-	r, err := repo.Open(dir)
+	r, err := repo.OpenWith(dir, repo.OpenOptions{Roles: []string{}}) // read only: no keys
 	if err != nil {
 		return nil, err
 	}

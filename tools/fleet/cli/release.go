@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,6 +40,7 @@ func releaseAddCmd() command {
 			fs.StringVar(&live.soname, "soname", "", "`SONAME` the --user-patch bundles patch, e.g. libc.so.6")
 			fs.StringVar(&spec.SlotGroup, "slot-group", release.DefaultSlotGroup, "slot `GROUP` the image is for")
 			compress := fs.String("compress", "none", "compress the image target: none, gzip or zstd")
+			role := fs.String("role", "targets", "sign the release with this delegated `ROLE` (its paths must cover releases/NAME/*) instead of the top-level targets role")
 			asJSON := fs.Bool("json", false, "print the result as JSON")
 			return func(ctx context.Context, args []string) error {
 				if err := wantArgs(args, 0, "no arguments"); err != nil {
@@ -72,7 +74,7 @@ func releaseAddCmd() command {
 				if err := spec.Validate(); err != nil {
 					return usagef("%v", err)
 				}
-				built, err := addRelease(ctx, *dir, spec, *image, live)
+				built, err := addRelease(ctx, *dir, *role, spec, *image, live)
 				if err != nil {
 					return err
 				}
@@ -99,11 +101,16 @@ func releaseAddCmd() command {
 
 // addRelease checks spec against the repository's releases, adds the
 // image and manifest targets and publishes.
-func addRelease(ctx context.Context, dir string, spec release.Spec, imagePath string, live liveFlags) (*release.Built, error) {
-	r, err := repo.Open(dir)
+func addRelease(ctx context.Context, dir, role string, spec release.Spec, imagePath string, live liveFlags) (*release.Built, error) {
+	var keys []string // all
+	if role != "targets" {
+		keys = []string{role, "snapshot", "timestamp"}
+	}
+	r, err := openRepoKeys(dir, keys)
 	if err != nil {
 		return nil, err
 	}
+	st := stager{r: r, role: role}
 	published, err := publishedReleases(r)
 	if err != nil {
 		return nil, err
@@ -126,7 +133,7 @@ func addRelease(ctx context.Context, dir string, spec release.Spec, imagePath st
 		return nil, err
 	}
 	if imagePath == "" {
-		return addLiveOnly(r, spec, comps, targets)
+		return addLiveOnly(st, spec, comps, targets)
 	}
 
 	f, err := os.Open(imagePath)
@@ -149,38 +156,40 @@ func addRelease(ctx context.Context, dir string, spec release.Spec, imagePath st
 		done <- result{b, err}
 	}()
 	target := release.ImageTarget(spec.Name, groupOrDefault(spec.SlotGroup), spec.Compression)
-	_, addErr := r.AddTarget(target, pr, nil)
+	_, addErr := st.AddTarget(target, pr, nil)
 	pr.CloseWithError(errors.New("target not stored"))
 	res := <-done
 	staged := addErr == nil
 	// Whatever fails from here leaves nothing of this release staged.
 	fail := func(err error) (*release.Built, error) {
 		if staged {
-			if rerr := r.RemoveTarget(target); rerr != nil {
+			if rerr := st.RemoveTarget(target); rerr != nil {
 				return nil, errors.Join(err, rerr)
 			}
 		}
 		return nil, err
 	}
-	if res.err != nil {
-		return fail(res.err)
-	}
+	// AddTarget's own refusal (a path the role is not delegated) first:
+	// Build then only saw the pipe closed under it.
 	if addErr != nil {
 		return fail(addErr)
+	}
+	if res.err != nil {
+		return fail(res.err)
 	}
 	built := res.b
 	built.Manifest.Components = append(built.Manifest.Components, comps...)
 	var added []string
 	fail = func(err error) (*release.Built, error) {
 		for _, t := range append(added, target) {
-			if rerr := r.RemoveTarget(t); rerr != nil {
+			if rerr := st.RemoveTarget(t); rerr != nil {
 				err = errors.Join(err, rerr)
 			}
 		}
 		return nil, err
 	}
 	for _, t := range targets {
-		if _, err := r.AddTarget(t.Name, bytesReader(t.Data), nil); err != nil {
+		if _, err := st.AddTarget(t.Name, bytesReader(t.Data), nil); err != nil {
 			return fail(err)
 		}
 		added = append(added, t.Name)
@@ -195,14 +204,28 @@ func addRelease(ctx context.Context, dir string, spec release.Spec, imagePath st
 	if _, err := manifest.Decode(enc); err != nil {
 		return fail(fmt.Errorf("encoded manifest does not decode: %w", err))
 	}
-	if _, err := r.AddTarget(built.ManifestTarget, bytesReader(enc), nil); err != nil {
+	if _, err := st.AddTarget(built.ManifestTarget, bytesReader(enc), nil); err != nil {
 		return fail(err)
 	}
-	if err := r.Publish(); err != nil {
+	if err := st.Publish(); err != nil {
 		return nil, err
 	}
 	return built, nil
 }
+
+// stager adds and removes the targets of one signing role.
+type stager struct {
+	r    *repo.Repo
+	role string
+}
+
+func (s stager) AddTarget(name string, src io.Reader, custom json.RawMessage) (repo.Target, error) {
+	return s.r.AddTargetFor(s.role, name, src, custom)
+}
+
+func (s stager) RemoveTarget(name string) error { return s.r.RemoveTargetFor(s.role, name) }
+
+func (s stager) Publish() error { return s.r.Publish() }
 
 func groupOrDefault(g string) string {
 	if g == "" {

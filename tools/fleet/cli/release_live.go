@@ -7,7 +7,6 @@ import (
 
 	"github.com/graft-dev/graft/manifest"
 	"github.com/graft-dev/graft/tools/fleet/release"
-	"github.com/graft-dev/graft/tuf/repo"
 )
 
 // liveFlags are release add's live components.
@@ -76,7 +75,7 @@ func (l *liveFlags) components(name, fallback string) ([]manifest.Component, []r
 }
 
 // addLiveOnly publishes a release of live components without an image.
-func addLiveOnly(r *repo.Repo, spec release.Spec, comps []manifest.Component, targets []release.LiveTarget) (*release.Built, error) {
+func addLiveOnly(r stager, spec release.Spec, comps []manifest.Component, targets []release.LiveTarget) (*release.Built, error) {
 	m := release.NewManifest(spec)
 	m.Components = comps
 	enc, err := m.Encode()

@@ -56,7 +56,7 @@ func writeImage(t *testing.T, size int) (string, []byte) {
 // by serve, trusting the root graft-fleet repo root prints.
 func device(t *testing.T, dir string) *tuf.Client {
 	t.Helper()
-	r, err := repo.Open(dir)
+	r, err := repo.OpenWith(dir, repo.OpenOptions{Passphrase: []byte(os.Getenv(cli.PassphraseEnv))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestRepoCommands(t *testing.T) {
 
 func targetNames(t *testing.T, dir string) []string {
 	t.Helper()
-	r, err := repo.Open(dir)
+	r, err := repo.OpenWith(dir, repo.OpenOptions{Passphrase: []byte(os.Getenv(cli.PassphraseEnv))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestReleaseAddSequenceTop(t *testing.T) {
 	if code == cli.ExitOK || strings.Count(stderr, "\n") != 1 {
 		t.Fatalf("release add near the top of the range: exit %d, stderr %q", code, stderr)
 	}
-	r, err := repo.Open(dir)
+	r, err := repo.OpenWith(dir, repo.OpenOptions{Roles: []string{}}) // read only: no keys
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,12 @@ func repoInitCmd() command {
 				if err := requireFlag("dir", *dir); err != nil {
 					return err
 				}
+				pass, err := passphrase(true)
+				if err != nil {
+					return err
+				}
 				r, err := repo.Create(*dir, repo.Options{
+					Passphrase:         pass,
 					Thresholds:         thresholds.m,
 					Keys:               keys.m,
 					Expiry:             expiry.m,
@@ -100,24 +105,27 @@ func repoAddTargetCmd() command {
 
 func repoPublishCmd() command {
 	return repoAction("repo publish", "sign and write new targets, snapshot and timestamp metadata",
-		(*repo.Repo).Publish, "published")
+		nil, (*repo.Repo).Publish, "published")
 }
 
 func repoTimestampCmd() command {
 	return repoAction("repo timestamp", "re-sign the timestamp metadata with a fresh expiry (run before it expires)",
-		(*repo.Repo).RefreshTimestamp, "timestamp refreshed")
+		[]string{"timestamp"}, (*repo.Repo).RefreshTimestamp, "timestamp refreshed")
 }
 
-// repoAction is a repo command that opens the repository, does one thing
-// to it and says so.
-func repoAction(name, summary string, do func(*repo.Repo) error, done string) command {
+// repoAction is a repo command that opens the repository with the keys
+// of roles (nil: all), does one thing to it and says so.
+func repoAction(name, summary string, roles []string, do func(*repo.Repo) error, done string) command {
 	return command{
 		name:    name,
 		summary: summary,
 		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 			dir := fs.String("dir", "", "repository `DIR` (required)")
 			return func(ctx context.Context, args []string) error {
-				r, err := openRepo(args, 0, "no arguments", *dir)
+				if err := wantArgs(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				r, err := openRepoKeys(*dir, roles)
 				if err != nil {
 					return err
 				}
@@ -162,7 +170,7 @@ func repoRootCmd() command {
 }
 
 // openRepo checks a repo command's arguments, requires --dir and opens
-// the repository there.
+// the repository there without its keys (they stay sealed).
 func openRepo(args []string, n int, what, dir string) (*repo.Repo, error) {
 	if err := wantArgs(args, n, what); err != nil {
 		return nil, err
@@ -170,7 +178,7 @@ func openRepo(args []string, n int, what, dir string) (*repo.Repo, error) {
 	if err := requireFlag("dir", dir); err != nil {
 		return nil, err
 	}
-	return repo.Open(dir)
+	return repo.OpenWith(dir, repo.OpenOptions{Roles: []string{}})
 }
 
 // ErrTargetReplaced: a published target would get different bytes under

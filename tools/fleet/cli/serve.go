@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/graft-dev/graft/tools/fleet/serve"
 	"github.com/graft-dev/graft/tuf/repo"
@@ -23,6 +24,9 @@ func serveCmd() command {
 			serverKey := fs.String("server-key", "", "broker key `FILE`")
 			httpAddr := fs.String("http", serve.DefaultHTTPAddr, "repository server listen `ADDR` (port 0: any free port)")
 			asJSON := fs.Bool("json", false, "print the bound addresses as one JSON object")
+			resign := fs.Duration("resign-timestamp", 0, "re-sign the timestamp (timestamp key only) every `DURATION`; 0: half its lifetime")
+			noResign := fs.Bool("no-resign", false, "do not re-sign the timestamp (someone runs `repo timestamp`)")
+			warn := fs.Duration("expiry-warn", 72*time.Hour, "warn in the log and /status when root, targets or snapshot expire within `DURATION`")
 			return func(ctx context.Context, args []string) error {
 				if err := wantArgs(args, 0, "no arguments"); err != nil {
 					return err
@@ -36,14 +40,8 @@ func serveCmd() command {
 				if *caDir == "" && (*serverCert != "" || flagSet(fs, "mqtts")) {
 					return usagef("--mqtts and --server-cert need --ca")
 				}
-				r, err := repo.Open(*dir)
-				if err != nil {
-					return err
-				}
-				s, err := serve.Start(ctx, serve.Options{
-					MetadataDir: r.MetadataDir(),
+				opts := serve.Options{
 					PrivateDirs: []string{filepath.Join(*dir, "keys")},
-					TargetsDir:  r.TargetsDir(),
 					MQTTAddr:    *mqttAddr,
 					CADir:       *caDir,
 					MQTTSAddr:   *mqttsAddr,
@@ -51,7 +49,33 @@ func serveCmd() command {
 					ServerKey:   *serverKey,
 					HTTPAddr:    *httpAddr,
 					Logger:      e.log,
-				})
+					ExpiryWarn:  *warn,
+				}
+				var r *repo.Repo
+				var err error
+				if *noResign {
+					r, err = repo.OpenWith(*dir, repo.OpenOptions{Roles: []string{}})
+				} else {
+					r, err = openRepoKeys(*dir, []string{"timestamp"})
+					opts.Timestamp, opts.ResignEvery = r, *resign
+					if opts.ResignEvery == 0 && err == nil {
+						opts.ResignEvery = r.Expiry("timestamp") / 2
+					}
+				}
+				if err != nil {
+					return err
+				}
+				opts.MetadataDir, opts.TargetsDir = r.MetadataDir(), r.TargetsDir()
+				for _, d := range []string{opts.MetadataDir, opts.TargetsDir} {
+					found, err := repo.KeyFilesIn(d)
+					if err != nil {
+						return err
+					}
+					if len(found) > 0 {
+						return fmt.Errorf("refusing to serve %s: it holds private key files: %v", d, found)
+					}
+				}
+				s, err := serve.Start(ctx, opts)
 				if err != nil {
 					return err
 				}

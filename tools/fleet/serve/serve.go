@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -99,6 +100,37 @@ type Options struct {
 	// Logger receives service logs; nil discards them. The broker's own
 	// chatter is passed on from level Warn up.
 	Logger *slog.Logger
+	// Timestamp, when set, re-signs the repository's timestamp every
+	// ResignEvery (graft-fleet opens the repository with the timestamp
+	// key alone), so devices keep accepting it without anyone running
+	// `repo timestamp`.
+	Timestamp Resigner
+	// ResignEvery is the re-signing period; it must be shorter than the
+	// timestamp's expiry. Required with Timestamp.
+	ResignEvery time.Duration
+	// ExpiryWarn: after each re-signing, any other role whose published
+	// metadata expires within this long is logged as a warning and listed
+	// in Status (snapshot and targets need their own keys: `repo
+	// publish`).
+	ExpiryWarn time.Duration
+}
+
+// Resigner re-signs a repository's timestamp and reads its expiries
+// (*repo.Repo).
+type Resigner interface {
+	RefreshTimestamp() error
+	Expires() (map[string]time.Time, error)
+}
+
+// Status is what the server reports about the repository it keeps fresh.
+type Status struct {
+	// Resigned is the last successful timestamp re-signing (zero: none).
+	Resigned time.Time `json:"resigned,omitzero"`
+	// Expires maps role to the expiry of its published metadata.
+	Expires map[string]time.Time `json:"expires,omitempty"`
+	// Warnings: roles expiring within ExpiryWarn, and the last re-signing
+	// error.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Server is a running broker and repository server. Its methods are safe
@@ -115,6 +147,10 @@ type Server struct {
 	closeOnce sync.Once
 	closeErr  error
 	stopWatch chan struct{}
+
+	mu     sync.Mutex
+	status Status
+	resign sync.WaitGroup
 }
 
 // Start binds both listeners, starts serving and returns. The services
@@ -136,6 +172,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	if err := CheckPrivate([]string{opts.MetadataDir, opts.TargetsDir}, private...); err != nil {
 		return nil, err
+	}
+	if opts.Timestamp != nil && opts.ResignEvery <= 0 {
+		return nil, errors.New("serve: ResignEvery must be positive to re-sign the timestamp")
 	}
 	mqttAddr := opts.MQTTAddr
 	if mqttAddr == "" && opts.CADir == "" {
@@ -243,8 +282,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s.mqttsAddr = mqttsLn.Addr().String()
 		go hook.watchRevocations(crlInterval, s.stopWatch)
 	}
+	mux := http.NewServeMux()
+	mux.Handle("/", Handler(opts.MetadataDir, opts.TargetsDir))
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(s.Status())
+	})
 	s.httpSrv = &http.Server{
-		Handler:           Handler(opts.MetadataDir, opts.TargetsDir),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -261,10 +306,76 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		case <-s.stopWatch:
 		}
 	}()
+	if opts.Timestamp != nil {
+		s.resignOnce(opts) // at once: the timestamp may be close to expiry
+		s.resign.Add(1)
+		go s.resignLoop(opts)
+	}
 	log.Info("serving", "mqtt", s.MQTTURL(), "mqtts", s.MQTTSURL(), "http", s.HTTPURL(),
 		"metadata", opts.MetadataDir, "targets", opts.TargetsDir)
 	return s, nil
 }
+
+// Status reports the last re-signing and the expiry warnings.
+func (s *Server) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.status
+	st.Warnings = append([]string(nil), st.Warnings...)
+	return st
+}
+
+func (s *Server) resignLoop(opts Options) {
+	defer s.resign.Done()
+	t := time.NewTicker(opts.ResignEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopWatch:
+			return
+		case <-t.C:
+			s.resignOnce(opts)
+		}
+	}
+}
+
+// resignOnce re-signs the timestamp and checks the other roles' expiry.
+func (s *Server) resignOnce(opts Options) {
+	var warnings []string
+	err := opts.Timestamp.RefreshTimestamp()
+	if err != nil {
+		s.log.Error("re-signing the timestamp failed", "err", err)
+		warnings = append(warnings, "re-signing the timestamp failed: "+err.Error())
+	}
+	exp, xerr := opts.Timestamp.Expires()
+	if xerr != nil {
+		s.log.Error("reading metadata expiry failed", "err", xerr)
+		warnings = append(warnings, "reading metadata expiry failed: "+xerr.Error())
+	}
+	now := time.Now()
+	for _, role := range []string{"root", "targets", "snapshot"} {
+		at, ok := exp[role]
+		if !ok || at.Sub(now) > opts.ExpiryWarn {
+			continue
+		}
+		w := fmt.Sprintf("%s metadata expires at %s (in %s): publish it again", role, at.UTC().Format(time.RFC3339), at.Sub(now).Round(time.Second))
+		if !at.After(now) {
+			w = fmt.Sprintf("%s metadata expired at %s: devices refuse the repository until it is published again", role, at.UTC().Format(time.RFC3339))
+		}
+		s.log.Warn(w, "role", role, "expires", at)
+		warnings = append(warnings, w)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		s.status.Resigned = now
+		s.log.Info("timestamp re-signed", "expires", exp["timestamp"])
+	}
+	s.status.Expires = exp
+	s.status.Warnings = warnings
+}
+
+// MQTTAddr is the broker's bound address, host:port.
 
 // MQTTAddr is the plain listener's bound address, host:port; "" when
 // there is none.
@@ -301,6 +412,7 @@ func (s *Server) HTTPURL() string { return "http://" + s.httpLn.Addr().String() 
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stopWatch)
+		s.resign.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := s.httpSrv.Shutdown(ctx); err != nil {
