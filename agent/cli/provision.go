@@ -65,7 +65,7 @@ func cmdProvision(ctx context.Context, e env, args []string) error {
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
 	p, err := provision.New(provision.Options{
-		Board: b, DataDir: cfg.DataDir, ConfigPath: *configOut, Facts: facts, Logger: log,
+		Board: b, BoardFile: cfg.BoardFile, DataDir: cfg.DataDir, ConfigPath: *configOut, Facts: facts, Logger: log,
 		Reboot: func(context.Context) error {
 			rebooted <- nil
 			stop()

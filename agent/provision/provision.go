@@ -53,8 +53,11 @@ type Facts struct {
 
 // Options configure a Provisioner.
 type Options struct {
-	Board   boards.Board // resolved against DataDir
-	DataDir string
+	Board boards.Board // resolved against DataDir
+	// BoardFile is the board definitions file the board came from, if
+	// any: the installed config names it when its board is "auto".
+	BoardFile string
+	DataDir   string
 	// ConfigPath is where the agent config goes; default DataDir/agent.conf.
 	ConfigPath string
 	Facts      Facts
@@ -74,6 +77,7 @@ type Provisioner struct {
 	mu  sync.Mutex // one step at a time
 	job *imageJob  // the image step in flight or last finished
 	jmu sync.Mutex
+	wg  sync.WaitGroup // image jobs running
 }
 
 type imageJob struct {
@@ -294,6 +298,9 @@ func (p *Provisioner) Install(r InstallRequest) error {
 	}
 	cfg.DeviceID = st.ID
 	cfg.DataDir = p.o.DataDir
+	if cfg.Board == config.BoardAuto && p.o.BoardFile != "" {
+		cfg.Board, cfg.BoardFile = p.o.Board.Name, p.o.BoardFile
+	}
 	cfg.CertFile, cfg.KeyFile, cfg.CAFile = p.path(CertFile), p.path(KeyFile), p.path(BrokerCAFile)
 	conf, err := cfg.Encode()
 	if err != nil {
@@ -345,7 +352,9 @@ func (p *Provisioner) Image(ctx context.Context, r ImageRequest) (*ImageResponse
 	if j == nil || !sameImage(j.req, r) || finished(j) && j.err != nil {
 		j = &imageJob{req: r, done: make(chan struct{})}
 		p.job = j
+		p.wg.Add(1)
 		go func() {
+			defer p.wg.Done()
 			defer close(j.done)
 			j.resp, j.err = p.image(ctx, r)
 		}()
@@ -589,8 +598,14 @@ func (p *Provisioner) writeBootEnv(written []string) (map[string]string, error) 
 		}
 	}
 	s.Apply(env)
-	if err := store.Save(env); err != nil {
-		return nil, remote(CodeWrite, "boot environment: %v", err)
+	copies := 1
+	if r, ok := store.(interface{ Redundant() bool }); ok && r.Redundant() {
+		copies = 2 // each save writes the older copy: write both
+	}
+	for range copies {
+		if err := store.Save(env); err != nil {
+			return nil, remote(CodeWrite, "boot environment: %v", err)
+		}
 	}
 	back, err := store.Load()
 	if err != nil {

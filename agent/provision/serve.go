@@ -53,8 +53,10 @@ func (keepOpen) Close() error { return nil }
 
 // Serve answers the station on the line open returns until ctx ends. When
 // the line fails (the station's side closed: a cable pulled, a station
-// restarted) it is opened again; steps under way go on meanwhile.
+// restarted) it is opened again; steps under way go on meanwhile. It
+// returns once the steps under way have stopped too.
 func (p *Provisioner) Serve(ctx context.Context, open func() (Line, error)) error {
+	defer p.wg.Wait()
 	var mu sync.Mutex
 	var peer *serialframe.Peer
 	var last time.Time
