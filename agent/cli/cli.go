@@ -59,7 +59,7 @@ const defaultConfig = "/etc/graft/agent.conf"
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := env{stdout: stdout, stderr: stderr}
 	if len(args) == 0 && os.Getpid() == 1 {
-		args = []string{"provision", "--init"} // the provisioning initramfs's /init
+		args = initArgs() // the provisioning initramfs's /init
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/graft-dev/graft/agent/config"
 	"github.com/graft-dev/graft/agent/daemon"
@@ -89,4 +90,22 @@ func cmdProvision(ctx context.Context, e env, args []string) error {
 		}
 		return ctx.Err()
 	}
+}
+
+// initArgsFile holds the provisioning initramfs's extra arguments, one a
+// line (graft-flash initramfs writes it).
+const initArgsFile = "/etc/graft/provision-args"
+
+// initArgs is the command line of graft-agent as the provisioning
+// initramfs's /init: provision --init, the board file the initramfs
+// carries, and the arguments it was built with.
+func initArgs() []string {
+	args := []string{"provision", "--init"}
+	if _, err := os.Stat("/etc/graft/boards.json"); err == nil {
+		args = append(args, "--board-file", "/etc/graft/boards.json")
+	}
+	if b, err := os.ReadFile(initArgsFile); err == nil {
+		args = append(args, strings.Fields(string(b))...)
+	}
+	return args
 }
