@@ -63,7 +63,7 @@ vet:
 test: deps vet
 	$(GO) test -count=1 -timeout 20m ./...
 
-## bench: A/B install throughput vs dd+sha256sum, idle RSS, live-patch stop times, binary sizes and dependency costs (figures only, no timed assertions)
+## bench: A/B install throughput vs dd+sha256sum, idle RSS, live-patch stop times, fleet broker rates with mTLS, binary sizes and dependency costs (figures only, no timed assertions)
 bench: deps
 	@echo "== install vs dd+sha256sum, idle RSS (shared machine: figures are noisy)"
 	@log=$$(mktemp); GRAFT_BENCH=1 $(GO) test -count=1 -timeout 10m -v -run '^(TestInstallVsDD|TestIdleRSSBench)$$' ./agent/slot/ ./agent/daemon/ >$$log 2>&1; \
@@ -80,6 +80,9 @@ bench: deps
 	@echo "== factory provisioning over a pty (graft-flash ↔ provisioning mode): per device and 4 in parallel, serial control vs image"
 	@log=$$(mktemp); GRAFT_BENCH=1 $(GO) test -count=1 -timeout 10m -v -run '^TestProvisionBench$$' ./tools/flash/station/ >$$log 2>&1; \
 	  rc=$$?; if [ $$rc -ne 0 ]; then tail -50 $$log; else grep -E 'flash-bench:' $$log; fi; rm -f $$log; exit $$rc
+	@echo "== graft-fleet serve with mutual TLS: connections, device messages, group fan-out, as many simulated devices as file descriptors allow (GRAFT_BENCH_DEVICES caps)"
+	@log=$$(mktemp); GRAFT_BENCH=1 $(GO) test -count=1 -timeout 15m -v -run '^TestFleetMTLSBench$$' ./tools/fleet/serve/ >$$log 2>&1; \
+	  rc=$$?; if [ $$rc -ne 0 ]; then tail -50 $$log; else grep -E 'fleet-bench:' $$log | sed 's/^ *bench_test.go:[0-9]*: //'; fi; rm -f $$log; exit $$rc
 	@echo "== device binary sizes and dependency costs"
 	$(GO) run ./cross/cmd/graft-cross -version $(VERSION) -out out -deps
 

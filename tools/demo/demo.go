@@ -183,7 +183,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.release(ctx, repo, "v2", "2.0.0", "2", "zstd"); err != nil {
 		return err
 	}
-	if _, err := d.fleet(ctx, "notify", "--broker", d.mqttURL, "--device", device, "v2"); err != nil {
+	if _, err := d.fleet(ctx, "notify", "--broker", d.mqttURL, "--repo", repo, "--device", device, "v2"); err != nil {
 		return err
 	}
 	st, err := d.waitFor(ctx, agentDone, func(s transport.Status) bool {
@@ -200,7 +200,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.release(ctx, repo, "v3", "3.0.0", "3", "gzip"); err != nil {
 		return err
 	}
-	if _, err := d.fleet(ctx, "notify", "--broker", d.mqttURL, "--device", device, "v3"); err != nil {
+	if _, err := d.fleet(ctx, "notify", "--broker", d.mqttURL, "--repo", repo, "--device", device, "v3"); err != nil {
 		return err
 	}
 	st, err = d.waitFor(ctx, agentDone, func(s transport.Status) bool {

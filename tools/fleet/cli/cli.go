@@ -53,6 +53,8 @@ func commands() []command {
 		notifyCmd(),
 		statusCmd(),
 		serveCmd(),
+		caInitCmd(), caIssueCmd(), caRevokeCmd(),
+		brokerConfigMosquittoCmd(),
 		patchBuildCmd(), patchShowCmd(),
 	}
 }
@@ -175,7 +177,7 @@ func printUsage(w io.Writer, cmds []command) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-24s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'graft-fleet COMMAND --help' for a command's flags.")

@@ -83,6 +83,9 @@ func retained(t *testing.T, url, topic string) []byte {
 
 func TestNotify(t *testing.T) {
 	t.Parallel()
+	repoDir := newRepo(t)
+	addRelease(t, repoDir, "v2", "2")
+	addRelease(t, repoDir, "v3", "3")
 	brokers(t, func(t *testing.T, url string) {
 		tests := []struct {
 			name  string
@@ -91,13 +94,13 @@ func TestNotify(t *testing.T) {
 			want  transport.Notice
 		}{
 			{name: "device, default manifest", args: []string{"--device", "d1", "v2"}, topic: transport.NotifyTopic("d1"),
-				want: transport.Notice{Release: "v2", Manifest: "releases/v2/manifest.cbor"}},
-			{name: "group, flags after the release", args: []string{"v3", "--group", "canary", "--manifest", "custom/m.cbor", "--sequence", "3"},
-				topic: transport.GroupNotifyTopic("canary"), want: transport.Notice{Release: "v3", Manifest: "custom/m.cbor", Sequence: 3}},
+				want: transport.Notice{Release: "v2", Manifest: "releases/v2/manifest.cbor", Sequence: 2}},
+			{name: "group, flags after the release", args: []string{"v3", "--group", "canary", "--manifest", "releases/v3/manifest.cbor", "--sequence", "7"},
+				topic: transport.GroupNotifyTopic("canary"), want: transport.Notice{Release: "v3", Manifest: "releases/v3/manifest.cbor", Sequence: 7}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				code, stdout, stderr := run(t.Context(), append([]string{"notify", "--broker", url, "--json"}, tt.args...)...)
+				code, stdout, stderr := run(t.Context(), append([]string{"notify", "--broker", url, "--repo", repoDir, "--json"}, tt.args...)...)
 				if code != cli.ExitOK {
 					t.Fatalf("exit %d: %s", code, stderr)
 				}
@@ -118,10 +121,12 @@ func TestNotify(t *testing.T) {
 }
 
 func TestNotifyBrokerDown(t *testing.T) {
+	repoDir := newRepo(t)
+	addRelease(t, repoDir, "v2", "2")
 	b := mqtttest.StartMosquitto(t)
 	url := b.URL()
 	b.Stop()
-	code, _, stderr := run(t.Context(), "notify", "--broker", url, "--device", "d1", "v2")
+	code, _, stderr := run(t.Context(), "notify", "--broker", url, "--repo", repoDir, "--device", "d1", "v2")
 	if code != cli.ExitFailure || strings.Count(stderr, "\n") != 1 {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}

@@ -292,3 +292,27 @@ func targetNames(t *testing.T, dir string) []string {
 	}
 	return names
 }
+
+// TestReleaseAddSequenceTop: a sequence that leaves no room for another
+// release is refused, and the repository is unchanged.
+func TestReleaseAddSequenceTop(t *testing.T) {
+	t.Parallel()
+	dir := newRepo(t)
+	img, _ := writeImage(t, 4<<10)
+	before := mustRun(t, "repo", "root", "--dir", dir)
+	code, _, stderr := run(t.Context(), "release", "add", "--repo", dir, "--name", "v9", "--version", "9.0.0",
+		"--sequence", "18446744073709551000", "--board", "sim", "--image", img)
+	if code == cli.ExitOK || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("release add near the top of the range: exit %d, stderr %q", code, stderr)
+	}
+	r, err := repo.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Targets()) != 0 || mustRun(t, "repo", "root", "--dir", dir) != before {
+		t.Fatalf("the refused release changed the repository: %v", r.Targets())
+	}
+	// 1000 below the top is the highest allowed.
+	mustRun(t, "release", "add", "--repo", dir, "--name", "v8", "--version", "8.0.0",
+		"--sequence", "18446744073709550615", "--board", "sim", "--image", img)
+}

@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/graft-dev/graft/tuf/repo"
 )
@@ -77,6 +81,9 @@ func repoAddTargetCmd() command {
 					return err
 				}
 				defer f.Close()
+				if err := unchangedTarget(r, args[0], f); err != nil {
+					return err
+				}
 				t, err := r.AddTarget(args[0], f, nil)
 				if err != nil {
 					return err
@@ -164,4 +171,33 @@ func openRepo(args []string, n int, what, dir string) (*repo.Repo, error) {
 		return nil, err
 	}
 	return repo.Open(dir)
+}
+
+// ErrTargetReplaced: a published target would get different bytes under
+// the same name. Devices resuming a download or holding it in their TUF
+// cache would then see a hash mismatch; publish the new bytes under a new
+// name instead.
+var ErrTargetReplaced = errors.New("a published target keeps its bytes; use a new name")
+
+// unchangedTarget refuses to stage different bytes under the name of a
+// published target (the same bytes again are fine), and leaves f at its
+// start.
+func unchangedTarget(r *repo.Repo, name string, f *os.File) error {
+	i := slices.IndexFunc(r.Targets(), func(t repo.Target) bool { return t.Name == name })
+	if i < 0 {
+		return nil
+	}
+	pub := r.Targets()[i]
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if n != pub.Length || !bytes.Equal(h.Sum(nil), pub.Hashes["sha256"]) {
+		return fmt.Errorf("%w: %s is published as %s, and %s differs", ErrTargetReplaced, name, describeTarget(pub), f.Name())
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,7 +29,7 @@ func statusCmd() command {
 		name:    "status",
 		summary: "show every device's state from its retained status, online and telemetry messages; --follow prints events as they arrive",
 		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
-			broker := fs.String("broker", DefaultBroker, "MQTT broker `URL`")
+			bf := addBrokerFlags(fs)
 			device := fs.String("device", "", "only this device `ID`")
 			waitFor := fs.Duration("wait", 2*time.Second, "how long to collect messages before printing the table")
 			follow := fs.Bool("follow", false, "print events as they arrive until interrupted")
@@ -51,13 +52,13 @@ func statusCmd() command {
 					}
 					filters = []string{transport.StatusTopic(*device), transport.OnlineTopic(*device), transport.TelemetryTopic(*device)}
 				}
-				return runStatus(ctx, e, *broker, filters, *waitFor, *follow, *asJSON)
+				return runStatus(ctx, e, bf, filters, *waitFor, *follow, *asJSON)
 			}
 		},
 	}
 }
 
-func runStatus(ctx context.Context, e *env, broker string, filters []string, waitFor time.Duration, follow, asJSON bool) error {
+func runStatus(ctx context.Context, e *env, broker brokerFlags, filters []string, waitFor time.Duration, follow, asJSON bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	msgs := make(chan message, 256)
@@ -75,7 +76,11 @@ func runStatus(ctx context.Context, e *env, broker string, filters []string, wai
 		}
 		tok := c.SubscribeMultiple(qos, handler)
 		go func() {
-			if err := wait(ctx, tok); err != nil {
+			err := wait(ctx, tok)
+			if err == nil {
+				err = refused(tok)
+			}
+			if err != nil {
 				select {
 				case subErr <- fmt.Errorf("%w: subscribe: %w", ErrBroker, err):
 				default:
@@ -260,4 +265,27 @@ func quoteIfSpace(s string) string {
 		return fmt.Sprintf("%q", s)
 	}
 	return s
+}
+
+// ErrRefused: the broker refused a subscription (SUBACK 0x80), for
+// example because the operator's role may not read the topic.
+var ErrRefused = errors.New("refused by the broker")
+
+// refused reports the filters a completed subscribe token was refused.
+func refused(tok paho.Token) error {
+	st, ok := tok.(*paho.SubscribeToken)
+	if !ok {
+		return nil
+	}
+	var bad []string
+	for f, code := range st.Result() {
+		if code >= 0x80 {
+			bad = append(bad, f)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	slices.Sort(bad)
+	return fmt.Errorf("%w: %s", ErrRefused, strings.Join(bad, ", "))
 }

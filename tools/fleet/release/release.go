@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path"
 	"strings"
 
@@ -26,6 +27,14 @@ var (
 	// sequence of the same device class. See SequenceError.
 	ErrSequenceNotAbove = errors.New("release: sequence not above the highest published")
 )
+
+// SequenceHeadroom is how many sequence numbers must stay free above a
+// release, so that later releases (fixes, rollbacks re-released under a
+// new number) can still follow it.
+const SequenceHeadroom = 1000
+
+// MaxSequence is the highest sequence a release may take.
+const MaxSequence uint64 = math.MaxUint64 - SequenceHeadroom
 
 // SequenceError details ErrSequenceNotAbove.
 type SequenceError struct {
@@ -102,6 +111,9 @@ func (s Spec) Validate() error {
 	}
 	if s.Sequence == 0 {
 		return fmt.Errorf("%w: sequence must be above 0", ErrInvalidSpec)
+	}
+	if s.Sequence > MaxSequence {
+		return fmt.Errorf("%w: sequence %d is within %d of the top of the range (at most %d): no release could follow it", ErrInvalidSpec, s.Sequence, SequenceHeadroom, MaxSequence)
 	}
 	if len(s.Boards) == 0 {
 		return fmt.Errorf("%w: at least one board is required", ErrInvalidSpec)

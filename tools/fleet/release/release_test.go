@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"math"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -118,6 +119,8 @@ func TestBuildRefuses(t *testing.T) {
 		{name: "dotdot name", edit: func(s *release.Spec) { s.Name = ".." }, want: release.ErrInvalidSpec},
 		{name: "no version", edit: func(s *release.Spec) { s.Version = "" }, want: release.ErrInvalidSpec},
 		{name: "zero sequence", edit: func(s *release.Spec) { s.Sequence = 0 }, want: release.ErrInvalidSpec},
+		{name: "sequence at the top", edit: func(s *release.Spec) { s.Sequence = math.MaxUint64 }, want: release.ErrInvalidSpec},
+		{name: "sequence within 1000 of the top", edit: func(s *release.Spec) { s.Sequence = math.MaxUint64 - 999 }, want: release.ErrInvalidSpec},
 		{name: "no board", edit: func(s *release.Spec) { s.Boards = nil }, want: release.ErrInvalidSpec},
 		{name: "bad slot group", edit: func(s *release.Spec) { s.SlotGroup = "a b" }, want: release.ErrInvalidSpec},
 		{name: "bad compression", edit: func(s *release.Spec) { s.Compression = 9 }, want: release.ErrInvalidSpec},
