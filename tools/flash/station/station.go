@@ -22,6 +22,7 @@ import (
 	"github.com/graft-dev/graft/agent/provision"
 	"github.com/graft-dev/graft/tools/flash/ledger"
 	"github.com/graft-dev/graft/tools/fleet/ca"
+	"github.com/graft-dev/graft/tools/fleet/serve"
 	"github.com/graft-dev/graft/transport/identity"
 	"github.com/graft-dev/graft/transport/serialframe"
 	"github.com/graft-dev/graft/tuf/repo"
@@ -146,10 +147,9 @@ func New(c Config) (*Station, error) {
 		s.repoURL = "http://" + ln.Addr().String()
 	}
 	s.repoURL = strings.TrimSuffix(s.repoURL, "/")
-	mux := http.NewServeMux()
-	mux.Handle("/metadata/", http.StripPrefix("/metadata/", http.FileServer(http.Dir(r.MetadataDir()))))
-	mux.Handle("/targets/", http.StripPrefix("/targets/", http.FileServer(http.Dir(r.TargetsDir()))))
-	var h http.Handler = mux
+	// The fleet's own repository handler: files only, never out of the
+	// trees, never a private key.
+	h := serve.Handler(r.MetadataDir(), r.TargetsDir())
 	if c.WrapRepo != nil {
 		h = c.WrapRepo(h)
 	}
