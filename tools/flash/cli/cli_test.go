@@ -123,3 +123,25 @@ func TestUsage(t *testing.T) {
 		t.Errorf("ledger drop: exit %d", code)
 	}
 }
+
+func TestPortsJSON(t *testing.T) {
+	_, port := flashtest.PTY(t)
+	out, errOut, code := run(t, "ports", "--json")
+	if code != 0 {
+		t.Fatalf("ports: exit %d: %s", code, errOut)
+	}
+	var ports []portView
+	if err := json.Unmarshal([]byte(out), &ports); err != nil {
+		t.Fatalf("ports --json: %v: %q", err, out)
+	}
+	_ = port // ptys are not listed as serial ports; the list must still parse
+}
+
+func TestInitramfsRefusesWrongBinary(t *testing.T) {
+	notELF := filepath.Join(t.TempDir(), "graft-agent")
+	os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755)
+	_, errOut, code := run(t, "initramfs", "--arch", "arm64", "-o", filepath.Join(t.TempDir(), "i.cpio.gz"), "--agent", notELF)
+	if code != 1 || !strings.Contains(errOut, "not an ELF") {
+		t.Fatalf("exit %d: %q", code, errOut)
+	}
+}
