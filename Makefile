@@ -9,9 +9,12 @@ GOFLAGS_BUILD = -trimpath -ldflags '$(LDFLAGS)'
 export CGO_ENABLED = 0
 
 HOSTARCH := $(shell $(GO) env GOARCH)
-BINS     = graft-agent graft-fleet
+BINS     = graft-agent graft-fleet graft-flash
 CMD_graft-agent = ./agent/cmd/graft-agent
 CMD_graft-fleet = ./tools/fleet/cmd/graft-fleet
+CMD_graft-flash = ./tools/flash/cmd/graft-flash
+# graft-flash runs on a factory station: amd64 and arm64 hosts.
+FLASH_HOSTS = amd64 arm64
 CMD_graft-demo  = ./tools/demo/cmd/graft-demo
 
 .PHONY: all build cross demo demo-arm64 test bench deps vet clean
@@ -26,9 +29,13 @@ out/$(HOSTARCH)/%: FORCE
 
 FORCE:
 
-## cross: static binaries for arm64, armv7 and amd64 in out/<arch>/, with sizes
+## cross: static binaries for arm64, armv7 and amd64 in out/<arch>/, with sizes; graft-flash for amd64 and arm64 stations
 cross:
 	$(GO) run ./cross/cmd/graft-cross -version $(VERSION) -out out
+	@for a in $(FLASH_HOSTS); do \
+	  GOOS=linux GOARCH=$$a $(GO) build $(GOFLAGS_BUILD) -o out/$$a/graft-flash $(CMD_graft-flash) || exit 1; \
+	  echo "out/$$a/graft-flash $$(stat -c %s out/$$a/graft-flash) bytes"; \
+	done
 
 ## deps: the Debian packages the tests and the demo use (idempotent)
 deps:
@@ -75,6 +82,9 @@ bench: deps
 	@echo "== graft-agent footprint: sizes against the previous release, package init cost"
 	@log=$$(mktemp); GRAFT_BENCH=1 $(GO) test -count=1 -timeout 10m -v -run '^TestFootprintBench$$' ./cross/ >$$log 2>&1; \
 	  rc=$$?; if [ $$rc -ne 0 ]; then cat $$log; else grep -E '^footprint:' $$log; fi; rm -f $$log; exit $$rc
+	@echo "== factory provisioning over a pty (graft-flash ↔ provisioning mode): per device and 4 in parallel, serial control vs image"
+	@log=$$(mktemp); GRAFT_BENCH=1 $(GO) test -count=1 -timeout 10m -v -run '^TestProvisionBench$$' ./tools/flash/station/ >$$log 2>&1; \
+	  rc=$$?; if [ $$rc -ne 0 ]; then tail -50 $$log; else grep -E 'flash-bench:' $$log; fi; rm -f $$log; exit $$rc
 	@echo "== graft-fleet serve with mutual TLS: connections, device messages, group fan-out, as many simulated devices as file descriptors allow (GRAFT_BENCH_DEVICES caps)"
 	@log=$$(mktemp); GRAFT_BENCH=1 $(GO) test -count=1 -timeout 15m -v -run '^TestFleetMTLSBench$$' ./tools/fleet/serve/ >$$log 2>&1; \
 	  rc=$$?; if [ $$rc -ne 0 ]; then tail -50 $$log; else grep -E 'fleet-bench:' $$log | sed 's/^ *bench_test.go:[0-9]*: //'; fi; rm -f $$log; exit $$rc

@@ -49,6 +49,7 @@ func commands() []command {
 		{"tuf", "init ROOT_FILE | refresh | download TARGET... [flags]", "the TUF client on its own, for debugging trust", cmdTUF},
 		{"patches", "[--config FILE] [--json]", "the userspace live patches applied and the processes carrying them", cmdPatches},
 		{"revert", "PATCH [--config FILE] [--json]", "revert a userspace live patch in every process (through the daemon when it runs)", cmdRevert},
+		{"provision", provisionArgs, "provisioning mode: answer a graft-flash station on the serial console (docs/flash.md)", cmdProvision},
 		{"version", "", "print the agent version", cmdVersion},
 	}
 }
@@ -58,6 +59,9 @@ const defaultConfig = "/etc/graft/agent.conf"
 // Run runs the graft-agent command line and returns the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := env{stdout: stdout, stderr: stderr}
+	if len(args) == 0 && os.Getpid() == 1 {
+		args = initArgs() // the provisioning initramfs's /init
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
 		if len(args) == 0 {

@@ -113,8 +113,15 @@ var IdleTrimDelay = 10 * time.Second
 
 func journalPath(dataDir string) string { return filepath.Join(dataDir, "journal.json") }
 func tufDir(dataDir string) string      { return filepath.Join(dataDir, "tuf") }
-func stagingDir(dataDir string) string  { return filepath.Join(dataDir, "staging") }
-func outboxDir(dataDir string) string   { return filepath.Join(dataDir, "outbox") }
+
+// JournalPath is the agent's journal in the data directory.
+func JournalPath(dataDir string) string { return journalPath(dataDir) }
+
+// TUFDir is the TUF metadata directory (trusted root and cache) in the
+// data directory.
+func TUFDir(dataDir string) string     { return tufDir(dataDir) }
+func stagingDir(dataDir string) string { return filepath.Join(dataDir, "staging") }
+func outboxDir(dataDir string) string  { return filepath.Join(dataDir, "outbox") }
 
 // KLPDir is where the kernel livepatch applier keeps its state and modules.
 func KLPDir(dataDir string) string { return filepath.Join(dataDir, "klp") }
@@ -232,26 +239,34 @@ func Open(cfg *config.Config, logger *slog.Logger, lock bool) (*Device, error) {
 // OpenTUF opens the TUF client on the configured repository, or on a local
 // directory repository when offlineDir is set.
 func (d *Device) OpenTUF(offlineDir string) error {
-	c := tuf.Config{
-		MetadataDir: tufDir(d.Config.DataDir),
-		MetadataURL: d.Config.MetadataURL,
-		TargetsURL:  d.Config.TargetsURL,
-		TargetDir:   stagingDir(d.Config.DataDir),
-		MinTime:     BuildTime(),
-		Fetcher:     &httpfetch.Client{HTTP: &http.Client{}, Logger: d.Logger},
-		Logger:      d.Logger,
-	}
+	metadataURL, targetsURL := d.Config.MetadataURL, d.Config.TargetsURL
 	if offlineDir != "" {
-		c.MetadataURL = filepath.Join(offlineDir, "metadata")
-		c.TargetsURL = filepath.Join(offlineDir, "targets")
-		c.Fetcher = nil
+		metadataURL = filepath.Join(offlineDir, "metadata")
+		targetsURL = filepath.Join(offlineDir, "targets")
 	}
-	client, err := tuf.New(c)
+	client, err := NewTUF(d.Config.DataDir, metadataURL, targetsURL, d.Logger)
 	if err != nil {
 		return err
 	}
 	d.TUF = client
 	return nil
+}
+
+// NewTUF opens the agent's TUF client of the data directory on a
+// repository (http(s) URLs, fetched with resume, or local directories).
+func NewTUF(dataDir, metadataURL, targetsURL string, logger *slog.Logger) (*tuf.Client, error) {
+	c := tuf.Config{
+		MetadataDir: tufDir(dataDir),
+		MetadataURL: metadataURL,
+		TargetsURL:  targetsURL,
+		TargetDir:   stagingDir(dataDir),
+		MinTime:     BuildTime(),
+		Logger:      logger,
+	}
+	if strings.HasPrefix(metadataURL, "http://") || strings.HasPrefix(metadataURL, "https://") {
+		c.Fetcher = &httpfetch.Client{HTTP: &http.Client{}, Logger: logger}
+	}
+	return tuf.New(c)
 }
 
 // Live opens the live appliers once and returns them by kind: kernel

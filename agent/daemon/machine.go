@@ -89,6 +89,12 @@ func (m *machine) Reboot(ctx context.Context) error {
 	}
 }
 
+// RebootBoard reboots the way board b does: reboot(2), or
+// ErrExitForReboot on a board whose reboot is "exit".
+func RebootBoard(ctx context.Context, b boards.Board) error {
+	return (&machine{board: b}).Reboot(ctx)
+}
+
 func (m *machine) Mountinfo() (io.Reader, error) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {

@@ -1,0 +1,3 @@
+// Package cli is the graft-flash command line: ports, initramfs,
+// provision and ledger. tools/flash/cmd/graft-flash is a thin main.
+package cli
