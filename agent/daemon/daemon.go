@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -174,7 +173,7 @@ func (d *Device) OpenTUF(offlineDir string) error {
 		MetadataURL: d.Config.MetadataURL,
 		TargetsURL:  d.Config.TargetsURL,
 		TargetDir:   stagingDir(d.Config.DataDir),
-		Fetcher:     &httpfetch.Client{HTTP: &http.Client{}, Logger: d.Logger},
+		Fetcher:     &httpfetch.Client{Logger: d.Logger}, // DefaultTimeouts: no server holds a download forever
 		Logger:      d.Logger,
 	}
 	if offlineDir != "" {
