@@ -139,8 +139,8 @@ func Open(cfg *config.Config, logger *slog.Logger, lock bool) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
+	if err := privateDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	d := &Device{Config: cfg, Board: b, Logger: logger, Machine: &machine{board: b}}
 	if lock {
@@ -163,6 +163,18 @@ func Open(cfg *config.Config, logger *slog.Logger, lock bool) (*Device, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// privateDir creates dir, or checks the one there is a directory, and
+// makes it 0700: staging, the journal and the TUF cache are no one else's.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	return nil
 }
 
 // OpenTUF opens the TUF client on the configured repository, or on a local

@@ -342,16 +342,15 @@ func (e *Engine) download(ctx context.Context, rec journal.Record) error {
 	if err := e.o.Source.Refresh(ctx); err != nil {
 		return fmt.Errorf("TUF refresh: %w", err)
 	}
-	if u.Staging == "" {
-		u.Staging = filepath.Join(e.o.StagingDir, stagingName(u.Release.Name, img.Target))
-		u.Offset = 0
+	if want := filepath.Join(e.o.StagingDir, stagingName(u.Release.Name, img.Target)); u.Staging != want {
+		u.Staging, u.Offset = want, 0 // only ever inside the private staging directory
 	}
 	u.Step = journal.StepDownloading
 	if err := e.save(rec); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(u.Staging), 0o700); err != nil {
-		return fmt.Errorf("staging: %w", err)
+	if err := e.guardStaging(u.Staging, &u.Offset); err != nil {
+		return err
 	}
 	prog := e.progress(rec, transport.StateDownloading)
 	path, err := e.o.Source.Download(ctx, img.Target, tuf.DownloadOptions{
