@@ -75,6 +75,11 @@ type Options struct {
 type Engine struct {
 	o   Options
 	log *slog.Logger
+
+	// The bootloader's sequence floor (harden.go): checked once, then
+	// mirrored from the journal.
+	floorChecked, floorKnown bool
+	floor                    uint64
 }
 
 // New returns an engine.
@@ -113,6 +118,9 @@ var (
 // TUF, plan, and apply. It returns when the update ended, waits for a
 // reboot, or hit an error worth retrying later.
 func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
+	if err := e.adoptFloor(); err != nil {
+		return err
+	}
 	rec := e.o.Journal.Record()
 	if u := rec.Update; u != nil {
 		// Finish what is in flight first; the notice is handled after it.
@@ -192,6 +200,9 @@ func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
 // Resume continues whatever the journal says is in flight. The agent calls
 // it at start, after a crash, a power cut or a reboot.
 func (e *Engine) Resume(ctx context.Context) error {
+	if err := e.adoptFloor(); err != nil {
+		return err
+	}
 	rec := e.o.Journal.Record()
 	u := rec.Update
 	booted, bootID, err := e.o.Machine.Booted()
@@ -723,6 +734,7 @@ func (e *Engine) save(rec journal.Record) error {
 	if err := e.o.Journal.Save(rec); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
+	e.mirrorFloor(rec)
 	return nil
 }
 

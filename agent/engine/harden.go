@@ -6,7 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 
+	"github.com/graft-dev/graft/agent/bootenv"
+	"github.com/graft-dev/graft/agent/journal"
 	"github.com/graft-dev/graft/agent/slot"
 )
 
@@ -69,4 +72,58 @@ func (e *Engine) slotDevices() []string {
 		}
 	}
 	return devs
+}
+
+// adoptFloor runs once per engine, before the journal is trusted: when the
+// bootloader's sequence floor is above the journal's installed sequence,
+// the journal was lost or reset (a corrupt file moved aside, a deleted
+// file): the installed sequence is rebuilt from the floor, so
+// anti-rollback holds.
+func (e *Engine) adoptFloor() error {
+	if e.floorChecked {
+		return nil
+	}
+	env, err := e.o.Env.Load()
+	if err != nil {
+		return fmt.Errorf("bootloader environment: %w", err)
+	}
+	e.floorChecked = true
+	floor, err := slot.ParseFloor(env)
+	if err != nil {
+		e.log.Warn("sequence floor unreadable; the journal's is rewritten there", "err", err)
+		e.floorKnown = false
+		return nil
+	}
+	e.floor, e.floorKnown = floor, true
+	rec := e.o.Journal.Record()
+	if floor <= rec.Installed.Sequence {
+		return nil
+	}
+	e.log.Warn("journal is behind the bootloader's sequence floor; rebuilding it from there",
+		"journal_sequence", rec.Installed.Sequence, "floor", floor)
+	rec.Installed.Sequence = floor
+	return e.save(rec)
+}
+
+// mirrorFloor keeps the bootloader's sequence floor equal to the
+// journal's installed sequence after every save that changed it. A failure
+// is logged: the journal still holds the number.
+func (e *Engine) mirrorFloor(rec journal.Record) {
+	seq := rec.Installed.Sequence
+	if !e.floorChecked || (e.floorKnown && e.floor == seq) {
+		return
+	}
+	err := bootenv.Update(e.o.Env, func(env bootenv.Env) error {
+		if seq == 0 {
+			delete(env, slot.FloorVar)
+		} else {
+			env[slot.FloorVar] = strconv.FormatUint(seq, 10)
+		}
+		return nil
+	})
+	if err != nil {
+		e.log.Warn("sequence floor not written to the bootloader environment", "sequence", seq, "err", err)
+		return
+	}
+	e.floor, e.floorKnown = seq, true
 }

@@ -9,6 +9,9 @@ import (
 
 	"github.com/graft-dev/graft/agent/agenttest"
 	"github.com/graft-dev/graft/agent/engine"
+	"github.com/graft-dev/graft/agent/slot"
+	"github.com/graft-dev/graft/manifest"
+	"github.com/graft-dev/graft/transport"
 )
 
 // A symlink (or a hard link) planted in staging/ under the name the next
@@ -57,6 +60,51 @@ func TestStagingLinkToBootedSlotIsNotFollowed(t *testing.T) {
 			}
 			if fi.Mode().Perm() != 0o700 {
 				t.Fatalf("staging directory mode %v, want 0700", fi.Mode().Perm())
+			}
+		})
+	}
+}
+
+// Deleting (or resetting) journal.json used to reset anti-rollback: an
+// older release installed. The sequence floor in the bootloader
+// environment now rebuilds the journal's installed sequence.
+func TestLostJournalKeepsAntiRollback(t *testing.T) {
+	for _, how := range []string{"deleted", "reset"} {
+		t.Run(how, func(t *testing.T) {
+			g := newRig(t, nil, "")
+			g.commitV2()
+			env, err := g.dev.Board.Env.Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if env[slot.FloorVar] != "2" {
+				t.Fatalf("%s = %q after committing sequence 2", slot.FloorVar, env[slot.FloorVar])
+			}
+			jp := filepath.Join(g.dev.Dir, "journal.json")
+			switch how {
+			case "deleted":
+				err = os.Remove(jp)
+			case "reset":
+				err = os.WriteFile(jp, []byte(`{"schema": 1}`), 0o600)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.start()
+			g.repo.Publish(t, agenttest.Release{Name: "v1-old", Sequence: 1, Image: agenttest.Image("v1-old", true, 1<<20)})
+			if err := g.install("v1-old"); !errors.Is(err, engine.ErrRefused) || !errors.Is(err, manifest.ErrOldSequence) {
+				t.Fatalf("older release after the journal was %s: %v, want refused as an old sequence", how, err)
+			}
+			if rec := g.journal.Record(); rec.Installed.Sequence != 2 || rec.Update != nil {
+				t.Fatalf("journal %+v: want installed sequence 2 rebuilt, nothing in flight", rec)
+			}
+			if l := g.last(); l.State != transport.StateRefused || l.Release != "v1-old" {
+				t.Fatalf("last report %+v, want v1-old refused", l)
+			}
+			// A newer release still installs.
+			g.repo.Publish(t, agenttest.Release{Name: "v3", Sequence: 3, Image: agenttest.Image("v3", true, 1<<20)})
+			if err := g.install("v3"); !errors.Is(err, engine.ErrRebootPending) {
+				t.Fatalf("newer release: %v", err)
 			}
 		})
 	}
