@@ -192,6 +192,7 @@ type DeviceOptions struct {
 	Broker string   // mqtt URL
 	Checks []string // health checks; default broker, tuf and the self-test
 	Board  string   // board file content to load (overrides sim), optional
+	Dir    string   // where to provision it; default a new temporary directory
 }
 
 // NewDevice provisions a device: slot A holds a factory image, the trusted
@@ -199,6 +200,9 @@ type DeviceOptions struct {
 func NewDevice(t testing.TB, r *Repo, id string, o DeviceOptions) *Device {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), id)
+	if o.Dir != "" {
+		dir = o.Dir
+	}
 	set := boards.Builtin()
 	if o.Board != "" {
 		if err := set.Load(strings.NewReader(o.Board), "test-board.json"); err != nil {

@@ -62,7 +62,10 @@ type Device struct {
 	// the engine stops at "reboot pending".
 	NoReboot bool
 	Logger   *slog.Logger
-	lock     *os.File
+	// Faults found while opening that were repaired (a corrupt journal
+	// moved aside): the daemon reports each as StateFault.
+	Faults []string
+	lock   *os.File
 
 	// The live appliers, opened by Live.
 	klp      *klp.Applier
@@ -154,7 +157,17 @@ func Open(cfg *config.Config, logger *slog.Logger, lock bool) (*Device, error) {
 		}
 		d.lock = f
 	}
-	if d.Journal, err = journal.Open(journalPath(cfg.DataDir)); err != nil {
+	if lock {
+		// The owner of the state directory recovers a corrupt journal.
+		var note string
+		d.Journal, note, err = openJournal(journalPath(cfg.DataDir), logger)
+		if note != "" {
+			d.Faults = append(d.Faults, note)
+		}
+	} else {
+		d.Journal, err = journal.Open(journalPath(cfg.DataDir))
+	}
+	if err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -277,7 +290,23 @@ type Hooks struct {
 // Run is `graft-agent run`: it resumes what the journal holds, then
 // applies release notices as they come, until ctx ends. On a board whose
 // reboot is "exit" it returns ErrExitForReboot when the device must reboot.
+//
+// A data directory that cannot be written (read-only, full) does not keep
+// the agent down in silence: it connects, reports StateFault, keeps the
+// booted slot bootable, and starts over once the directory recovers.
 func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hooks) error {
+	for {
+		fault := checkDataDir(cfg.DataDir)
+		if fault == nil {
+			return run(ctx, cfg, logger, hooks)
+		}
+		if err := runFault(ctx, cfg, logger, fault); err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hooks) error {
 	d, err := Open(cfg, logger, true)
 	if err != nil {
 		return err
@@ -292,31 +321,21 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		return err
 	}
 	notices := make(chan transport.Notice, 1)
-	mcfg := mqtt.Config{
-		Broker:    cfg.Broker,
-		DeviceID:  cfg.DeviceID,
-		Groups:    cfg.Groups,
-		KeepAlive: cfg.KeepAlive,
-		Outbox:    box,
-		Logger:    logger,
-		OnNotice: func(n transport.Notice) {
-			for { // keep only the newest notice
-				select {
-				case notices <- n:
-					return
-				default:
-				}
-				select {
-				case <-notices:
-				default:
-				}
+	mcfg, err := sessionConfig(cfg, logger, box, func(n transport.Notice) {
+		for { // keep only the newest notice
+			select {
+			case notices <- n:
+				return
+			default:
 			}
-		},
-	}
-	if cfg.CertFile != "" || cfg.CAFile != "" {
-		if mcfg.TLS, err = mqtt.TLSConfig(cfg.CAFile, cfg.CertFile, cfg.KeyFile); err != nil {
-			return err
+			select {
+			case <-notices:
+			default:
+			}
 		}
+	})
+	if err != nil {
+		return err
 	}
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
@@ -334,22 +353,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		defer cancel()
 		session.Drained(dctx)
 	}
-	report := func(s transport.Status) {
-		s.Reason = cleanReason(s.Reason)
-		s.EventID = newEventID()
-		s.Device = cfg.DeviceID
-		s.Time = time.Now().UnixMilli()
-		s.AgentVersion = Version()
-		b, err := transport.EncodeStatus(s)
-		if err == nil {
-			_, err = box.Add(b)
-		}
-		if err != nil {
-			logger.Error("status not queued", "state", s.State, "err", err)
-			return
-		}
-		session.Kick()
-	}
+	report := reporter(cfg, logger, box.Add, session.Kick)
 	checks, err := health.Build(cfg.HealthChecks, health.Probes{
 		WaitConnected: session.WaitConnected,
 		RefreshTUF:    d.TUF.Refresh,
@@ -385,6 +389,10 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 	}
 	retry := backoff{min: 2 * time.Second, max: 2 * time.Minute}
 	var pending *transport.Notice
+	for _, f := range d.Faults {
+		booted, _, _ := d.Machine.Booted()
+		report(transport.Status{State: transport.StateFault, Slot: booted, Reason: f})
+	}
 	err = eng.Resume(ctx)
 	if rec := d.Journal.Record(); err == nil && rec.Update == nil {
 		reportIdle(report, d, rec, restored)
@@ -431,6 +439,46 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 				err = eng.Resume(ctx)
 			}
 		}
+	}
+}
+
+// sessionConfig is the MQTT session of the agent's config.
+func sessionConfig(cfg *config.Config, logger *slog.Logger, q mqtt.Queue, onNotice func(transport.Notice)) (mqtt.Config, error) {
+	mcfg := mqtt.Config{
+		Broker:    cfg.Broker,
+		DeviceID:  cfg.DeviceID,
+		Groups:    cfg.Groups,
+		KeepAlive: cfg.KeepAlive,
+		Outbox:    q,
+		Logger:    logger,
+		OnNotice:  onNotice,
+	}
+	if cfg.CertFile != "" || cfg.CAFile != "" {
+		var err error
+		if mcfg.TLS, err = mqtt.TLSConfig(cfg.CAFile, cfg.CertFile, cfg.KeyFile); err != nil {
+			return mqtt.Config{}, err
+		}
+	}
+	return mcfg, nil
+}
+
+// reporter returns the status reporter: stamp, encode, queue, kick.
+func reporter(cfg *config.Config, logger *slog.Logger, add func([]byte) (string, error), kick func()) func(transport.Status) {
+	return func(s transport.Status) {
+		s.Reason = cleanReason(s.Reason)
+		s.EventID = newEventID()
+		s.Device = cfg.DeviceID
+		s.Time = time.Now().UnixMilli()
+		s.AgentVersion = Version()
+		b, err := transport.EncodeStatus(s)
+		if err == nil {
+			_, err = add(b)
+		}
+		if err != nil {
+			logger.Error("status not queued", "state", s.State, "err", err)
+			return
+		}
+		kick()
 	}
 }
 
