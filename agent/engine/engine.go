@@ -702,7 +702,7 @@ func (e *Engine) MarkGood(ctx context.Context) (string, error) {
 // lock; bootenv.Update writes only when something changed.
 func (e *Engine) editBootState(fn func(slot.State) slot.State) error {
 	return bootenv.Update(e.o.Env, func(env bootenv.Env) error {
-		s, err := slot.ParseState(env, e.o.Board.SlotNames())
+		s, err := e.bootState(env)
 		if err != nil {
 			return err
 		}

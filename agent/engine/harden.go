@@ -127,3 +127,20 @@ func (e *Engine) mirrorFloor(rec journal.Record) {
 	}
 	e.floor, e.floorKnown = seq, true
 }
+
+// bootState reads the boot state from env; a malformed one (a BOOT_ORDER
+// naming unknown slots, a counter that is not a number) is repaired
+// rather than failed on, which used to stop every start of the agent
+// and every update until someone fixed the environment by hand.
+func (e *Engine) bootState(env bootenv.Env) (slot.State, error) {
+	s, err := slot.ParseState(env, e.o.Board.SlotNames())
+	if !errors.Is(err, slot.ErrBadState) {
+		return s, err
+	}
+	s, notes, rerr := slot.RepairState(env, e.o.Board.SlotNames())
+	if rerr != nil {
+		return s, rerr
+	}
+	e.log.Warn("malformed boot state repaired", "was", notes, "now", s.String())
+	return s, nil
+}

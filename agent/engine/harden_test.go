@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -107,5 +108,35 @@ func TestLostJournalKeepsAntiRollback(t *testing.T) {
 				t.Fatalf("newer release: %v", err)
 			}
 		})
+	}
+}
+
+// A malformed boot state (BOOT_ORDER naming a slot the board does not
+// have, a counter that is not a number) used to fail every start of the
+// agent (Resume) and every update, in a loop. Now it is repaired.
+func TestMalformedBootStateIsRepaired(t *testing.T) {
+	g := newRig(t, nil, "")
+	env, err := g.dev.Board.Env.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env["BOOT_ORDER"], env["BOOT_B_LEFT"] = "A Z", "zz"
+	if err := g.dev.Board.Env.Save(env); err != nil {
+		t.Fatal(err)
+	}
+	g.start()
+	if err := g.engine.Resume(context.Background()); err != nil {
+		t.Fatalf("Resume with a malformed boot state: %v", err)
+	}
+	env, err = g.dev.Board.Env.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env["BOOT_ORDER"] != "A B" || env["BOOT_A_LEFT"] != "3" || env["BOOT_B_LEFT"] != "3" {
+		t.Fatalf("boot state after repair: %v", env)
+	}
+	g.repo.Publish(t, agenttest.Release{Name: "v2", Sequence: 2, Image: agenttest.Image("v2", true, 1<<20)})
+	if err := g.install("v2"); !errors.Is(err, engine.ErrRebootPending) {
+		t.Fatalf("install after the repair: %v", err)
 	}
 }
