@@ -34,6 +34,12 @@ type Repo struct {
 	BytesPerSecond atomic.Int64
 	// CutAfter, when set, cuts each target response after that many bytes.
 	CutAfter atomic.Int64
+	// Refreshes counts the requests for timestamp.json: one per client
+	// refresh.
+	Refreshes atomic.Int64
+	// Tamper, when set, flips bits in every target response past its
+	// first 64 KiB (images, not manifests), as a man in the middle would.
+	Tamper atomic.Bool
 }
 
 // NewRepo creates a repository in a temporary directory and serves it.
@@ -46,7 +52,13 @@ func NewRepo(t testing.TB, opts repo.Options) *Repo {
 	}
 	rr := &Repo{Repo: r}
 	mux := http.NewServeMux()
-	mux.Handle("/metadata/", http.StripPrefix("/metadata/", http.FileServer(http.Dir(r.MetadataDir()))))
+	meta := http.StripPrefix("/metadata/", http.FileServer(http.Dir(r.MetadataDir())))
+	mux.Handle("/metadata/", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if path.Base(req.URL.Path) == "timestamp.json" {
+			rr.Refreshes.Add(1)
+		}
+		meta.ServeHTTP(w, req)
+	}))
 	targets := http.StripPrefix("/targets/", http.FileServer(http.Dir(r.TargetsDir())))
 	mux.Handle("/targets/", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		targets.ServeHTTP(&shapedWriter{ResponseWriter: w, r: rr}, req)
@@ -77,7 +89,12 @@ func (w *shapedWriter) Write(p []byte) (int, error) {
 		if bps := w.r.BytesPerSecond.Load(); bps > 0 {
 			time.Sleep(time.Duration(int64(n) * int64(time.Second) / bps))
 		}
-		m, err := w.ResponseWriter.Write(p[:n])
+		chunk := p[:n]
+		if w.r.Tamper.Load() && w.written >= 64<<10 {
+			chunk = append([]byte(nil), chunk...)
+			chunk[len(chunk)/2] ^= 0x40
+		}
+		m, err := w.ResponseWriter.Write(chunk)
 		total += m
 		w.written += int64(m)
 		if err != nil {

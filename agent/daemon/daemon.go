@@ -47,6 +47,10 @@ func Version() string {
 	return "(devel)"
 }
 
+// suspectRetryMin is the first pause before a release that failed
+// verification (engine.ErrRetry) is tried again.
+var suspectRetryMin = 30 * time.Second
+
 // ErrLocked means another graft-agent holds the state directory.
 var ErrLocked = errors.New("state directory is in use by another graft-agent")
 
@@ -256,7 +260,7 @@ func (d *Device) Engine(checker engine.HealthChecker, report func(transport.Stat
 		DeviceClass:  d.Config.Class(d.Board.Name),
 		AgentVersion: Version(),
 		Journal:      d.Journal,
-		Source:       d.TUF,
+		Source:       &pacedSource{Client: d.TUF, now: time.Now},
 		Env:          d.Env,
 		Health:       checker,
 		Machine:      d.engineMachine(),
@@ -388,6 +392,9 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		defer func() { ustop(); <-udone }()
 	}
 	retry := backoff{min: 2 * time.Second, max: 2 * time.Minute}
+	// Failures that may be a man in the middle (engine.ErrRetry) are
+	// retried more patiently: every attempt may cost a whole download.
+	suspect := backoff{min: suspectRetryMin, max: 30 * time.Minute}
 	var pending *transport.Notice
 	for _, f := range d.Faults {
 		booted, _, _ := d.Machine.Booted()
@@ -403,7 +410,11 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		}
 		var wait <-chan time.Time
 		if err != nil && ctx.Err() == nil {
-			if errors.Is(err, engine.ErrRefused) || errors.Is(err, engine.ErrFailed) {
+			if errors.Is(err, engine.ErrRetry) {
+				delay := suspect.next()
+				logger.Warn("release failed in a way that may pass; retrying", "in", delay.Round(time.Millisecond), "err", err)
+				wait = time.After(delay)
+			} else if errors.Is(err, engine.ErrRefused) || errors.Is(err, engine.ErrFailed) {
 				pending = nil // reported; retrying the same notice cannot help
 			} else {
 				delay := retry.next()
@@ -412,6 +423,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 			}
 		} else if err == nil {
 			retry.reset()
+			suspect.reset()
 			pending = nil
 		}
 		var window <-chan time.Time

@@ -65,6 +65,13 @@ func (l *lockedBuilder) Write(p []byte) (int, error) {
 // agent stops.
 func waitState(t *testing.T, f *agenttest.Fleet, id string, done <-chan error, state transport.State) transport.Status {
 	t.Helper()
+	return waitFor(t, f, id, done, func(s transport.Status) bool { return s.State == state })
+}
+
+// waitFor waits for a status of dev that ok accepts, failing early if the
+// agent stops.
+func waitFor(t *testing.T, f *agenttest.Fleet, id string, done <-chan error, ok func(transport.Status) bool) transport.Status {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stopped := make(chan error, 1)
@@ -76,14 +83,14 @@ func waitState(t *testing.T, f *agenttest.Fleet, id string, done <-chan error, s
 		case <-ctx.Done():
 		}
 	}()
-	s, err := f.WaitFor(ctx, id, func(s transport.Status) bool { return s.State == state })
+	s, err := f.WaitFor(ctx, id, ok)
 	if err != nil {
 		select {
 		case rerr := <-stopped:
-			t.Fatalf("agent stopped (Run = %v) without reporting %q", rerr, state)
+			t.Fatalf("agent stopped (Run = %v) without the status waited for", rerr)
 		default:
 		}
-		t.Fatalf("no %q status: %v (saw %+v)", state, err, f.Of(id))
+		t.Fatalf("status waited for did not come: %v (saw %d events)", err, len(f.Of(id)))
 	}
 	return s
 }

@@ -133,7 +133,7 @@ func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
 		e.log.Debug("release already installed", "release", n.Release)
 		return nil
 	}
-	if l := rec.Last; l != nil && l.Release == n.Release &&
+	if l := rec.Last; l != nil && l.Release == n.Release && !l.Retry &&
 		(l.State == string(transport.StateRolledBack) || (l.State == string(transport.StateFailed) && n.Time <= l.Time.UnixMilli())) {
 		// The retained notice of a release that already ended badly here:
 		// its outcome stands until the fleet notifies again.
@@ -286,6 +286,9 @@ func (e *Engine) run(ctx context.Context) error {
 			return e.reboot(ctx, rec)
 		}
 		if err != nil {
+			if suspect(err) && beforeBootloader(u) {
+				return e.retryLater(rec, err)
+			}
 			if permanent(err) {
 				return e.abort(rec, err)
 			}
@@ -649,6 +652,9 @@ func (e *Engine) confirm(rec journal.Record, booted string) error {
 func (e *Engine) refuseOrRetry(release string, err error) error {
 	if transient(err) {
 		return err
+	}
+	if suspect(err) {
+		return e.suspectFailure(release, err)
 	}
 	return e.refuse(release, 0, err)
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/graft-dev/graft/agent/bootenv"
 	"github.com/graft-dev/graft/agent/journal"
 	"github.com/graft-dev/graft/agent/slot"
+	"github.com/graft-dev/graft/transport"
+	"github.com/graft-dev/graft/tuf"
 )
 
 // privateStaging makes sure the staging directory is a real directory
@@ -143,4 +145,80 @@ func (e *Engine) bootState(env bootenv.Env) (slot.State, error) {
 	}
 	e.log.Warn("malformed boot state repaired", "was", notes, "now", s.String())
 	return s, nil
+}
+
+// ErrRetry wraps a failure that may pass: the release is not blocked, and
+// the caller tries the same notice again after a back-off.
+var ErrRetry = errors.New("failed for now; retry later")
+
+// suspect tells failures that a network fault or a man in the middle can
+// cause, and that may pass, from answers about the release itself:
+//
+//   - retried: target bytes that do not match their signed length or hash
+//     (tampered or truncated in transit, a stale cache), TUF metadata that
+//     fails its signature, expiry, version or format checks (forged,
+//     replayed or frozen by whoever is in the middle, or a repository
+//     half-way through a publish), and a target the current metadata does
+//     not list yet (a notice that outran the publish, or frozen metadata);
+//   - final: everything about a manifest TUF verified (malformed, another
+//     board, arch or class, an old or rolled-back sequence, an agent too
+//     old, nothing that applies), the slot checks of this device, and a
+//     health verdict. Those cannot change for the same release.
+//
+// Transfer errors are retried too, by the caller's shorter back-off
+// (transient).
+func suspect(err error) bool {
+	for _, target := range []error{
+		tuf.ErrHash, tuf.ErrLength, tuf.ErrSignature, tuf.ErrExpired, tuf.ErrRollback,
+		tuf.ErrMalformed, tuf.ErrUnknownTarget,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// beforeBootloader reports whether u is still fetching or writing the
+// inactive slot: nothing was applied and the bootloader is untouched.
+func beforeBootloader(u *journal.Update) bool {
+	switch u.Step {
+	case journal.StepPlanned, journal.StepDownloading, journal.StepDownloaded, journal.StepInstalling, journal.StepInstalled:
+		return true
+	}
+	return false
+}
+
+// retryLater ends an update that failed in a way that may pass: like an
+// abort (staging dropped, the fleet told "failed" with the reason), but
+// the outcome is marked for retry, so the same notice is tried again.
+func (e *Engine) retryLater(rec journal.Record, cause error) error {
+	cause = fmt.Errorf("%w (will retry with back-off)", cause)
+	if err := e.abort(rec, cause); err != nil && !errors.Is(err, ErrFailed) {
+		return err
+	}
+	r := e.o.Journal.Record()
+	if r.Last != nil {
+		r.Last.Retry = true
+		if err := e.save(r); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %w", ErrRetry, cause)
+}
+
+// suspectFailure reports a release whose metadata or manifest did not
+// verify in a way that may pass (nothing was journalled yet).
+func (e *Engine) suspectFailure(release string, cause error) error {
+	cause = fmt.Errorf("%w (will retry with back-off)", cause)
+	e.log.Warn("release not verified; will retry", "release", release, "err", cause)
+	rec := e.o.Journal.Record()
+	e.o.Report(transport.Status{
+		State:     transport.StateFailed,
+		Release:   release,
+		Reason:    cause.Error(),
+		Slot:      e.booted(),
+		Installed: rec.Installed.Name,
+	})
+	return fmt.Errorf("%w: %w", ErrRetry, cause)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/graft-dev/graft/agent/slot"
 	"github.com/graft-dev/graft/manifest"
 	"github.com/graft-dev/graft/transport"
+	"github.com/graft-dev/graft/tuf"
 )
 
 // A symlink (or a hard link) planted in staging/ under the name the next
@@ -138,5 +139,44 @@ func TestMalformedBootStateIsRepaired(t *testing.T) {
 	g.repo.Publish(t, agenttest.Release{Name: "v2", Sequence: 2, Image: agenttest.Image("v2", true, 1<<20)})
 	if err := g.install("v2"); !errors.Is(err, engine.ErrRebootPending) {
 		t.Fatalf("install after the repair: %v", err)
+	}
+}
+
+// A man in the middle tampers with the image in transit: the hash check
+// refuses it (no byte reaches a slot), and the release used to be failed
+// for good, ignored until the fleet notified again. Now the failure is
+// marked for retry: the same notice is tried again and, once the network
+// is clean, installs. A failure about the release itself stays final.
+func TestTamperedDownloadIsRetriedNotBlocked(t *testing.T) {
+	g := newRig(t, nil, "")
+	img := agenttest.Image("v2", true, 1<<20)
+	g.repo.Publish(t, agenttest.Release{Name: "v2", Sequence: 2, Image: img})
+	n := transport.Notice{Release: "v2", Manifest: agenttest.ManifestTarget("v2"), Time: 1}
+	g.repo.Tamper.Store(true)
+	err := g.engine.Install(context.Background(), n)
+	if !errors.Is(err, engine.ErrRetry) || !errors.Is(err, tuf.ErrHash) {
+		t.Fatalf("tampered download: %v, want ErrRetry with the hash error", err)
+	}
+	g.untouched("")
+	if l := g.last(); l.State != transport.StateFailed || l.Release != "v2" {
+		t.Fatalf("last report %+v, want v2 failed (for now)", l)
+	}
+	if rec := g.journal.Record(); rec.Last == nil || !rec.Last.Retry {
+		t.Fatalf("journal outcome %+v, want it marked for retry", rec.Last)
+	}
+	// The same notice again (a back-off later), the network clean now.
+	g.repo.Tamper.Store(false)
+	if err := g.engine.Install(context.Background(), n); !errors.Is(err, engine.ErrRebootPending) {
+		t.Fatalf("same notice after the tampering stopped: %v, want it installed", err)
+	}
+	if got := g.dev.Slot("B")[:len(img)]; !bytes.Equal(got, img) {
+		t.Fatal("slot B does not hold the image")
+	}
+
+	// Final: a release for another board is refused, and not retried.
+	g2 := newRig(t, nil, "")
+	g2.repo.Publish(t, agenttest.Release{Name: "other", Sequence: 2, Image: img, Boards: []string{"rpi4"}})
+	if err := g2.install("other"); !errors.Is(err, engine.ErrRefused) || errors.Is(err, engine.ErrRetry) {
+		t.Fatalf("release for another board: %v, want refused for good", err)
 	}
 }

@@ -116,6 +116,10 @@ type Outcome struct {
 	Path     string    `json:"path,omitempty"`
 	Reason   string    `json:"reason,omitempty"`
 	Time     time.Time `json:"time"`
+	// Retry marks a failure that may pass (a transfer, or bytes or
+	// metadata that did not verify, as a man in the middle would cause):
+	// the same notice is tried again, with back-off.
+	Retry bool `json:"retry,omitempty"`
 }
 
 // Record is the whole state of the agent.
