@@ -151,7 +151,7 @@ func Open(cfg *config.Config, logger *slog.Logger, lock bool) (*Device, error) {
 	}
 	d := &Device{Config: cfg, Board: b, Logger: logger, Machine: &machine{board: b}}
 	if lock {
-		f, err := os.OpenFile(filepath.Join(cfg.DataDir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		f, err := os.OpenFile(filepath.Join(cfg.DataDir, "lock"), os.O_CREATE|os.O_RDWR|unix.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("lock: %w", err)
 		}

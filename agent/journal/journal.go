@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/graft-dev/graft/agent/atomicfile"
@@ -154,9 +156,13 @@ type Journal struct {
 // Open reads the journal at path; a missing file is an empty record.
 func Open(path string) (*Journal, error) {
 	j := &Journal{path: path, rec: Record{Schema: Schema}}
-	b, err := os.ReadFile(path)
+	b, err := readNoFollow(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return j, nil
+	}
+	if errors.Is(err, syscall.ELOOP) {
+		// Never the agent's own doing: atomicfile replaces the file.
+		return nil, fmt.Errorf("%w: %s is a symlink", ErrCorrupt, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
@@ -169,6 +175,19 @@ func Open(path string) (*Journal, error) {
 	}
 	return j, nil
 }
+
+// readNoFollow reads the file at path, refusing a symlink there.
+func readNoFollow(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxSize+1))
+}
+
+// maxSize bounds the journal file read: far above any real record.
+const maxSize = 64 << 20
 
 // Path is where the journal lives.
 func (j *Journal) Path() string { return j.path }
