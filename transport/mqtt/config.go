@@ -38,11 +38,6 @@ type Config struct {
 	OnNotice func(transport.Notice)
 	Logger   *slog.Logger   // nil: discard
 	Rand     func() float64 // jitter source in [0, 1); nil: math/rand/v2
-
-	// For tests: a smaller PUBLISH limit than maxPublish, and a hook
-	// called for every oversized PUBLISH dropped.
-	maxPublish int64
-	onDrop     func(topic string, size int64)
 }
 
 // ErrConfig reports a Config that Start refuses, or unusable TLS files.

@@ -194,9 +194,5 @@ func (s *Session) openConn(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	max := s.cfg.maxPublish
-	if max <= 0 {
-		max = maxPublish
-	}
-	return newLimitConn(c, s.log, max, s.cfg.onDrop), nil
+	return newLimitConn(c, s.log, maxPublish, nil), nil
 }
