@@ -34,6 +34,10 @@ type Repo struct {
 	BytesPerSecond atomic.Int64
 	// CutAfter, when set, cuts each target response after that many bytes.
 	CutAfter atomic.Int64
+	// Stalls, when > 0, makes that many of the next target responses stop
+	// after their first 64 KiB and hold the connection, silent, until the
+	// client gives up; each stalled response counts it down.
+	Stalls atomic.Int64
 	// Refreshes counts the requests for timestamp.json: one per client
 	// refresh.
 	Refreshes atomic.Int64
@@ -61,7 +65,7 @@ func NewRepo(t testing.TB, opts repo.Options) *Repo {
 	}))
 	targets := http.StripPrefix("/targets/", http.FileServer(http.Dir(r.TargetsDir())))
 	mux.Handle("/targets/", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		targets.ServeHTTP(&shapedWriter{ResponseWriter: w, r: rr}, req)
+		targets.ServeHTTP(&shapedWriter{ResponseWriter: w, r: rr, req: req}, req)
 	}))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -73,7 +77,9 @@ func NewRepo(t testing.TB, opts repo.Options) *Repo {
 type shapedWriter struct {
 	http.ResponseWriter
 	r       *Repo
+	req     *http.Request
 	written int64
+	stalled bool
 }
 
 func (w *shapedWriter) Write(p []byte) (int, error) {
@@ -88,6 +94,12 @@ func (w *shapedWriter) Write(p []byte) (int, error) {
 		}
 		if bps := w.r.BytesPerSecond.Load(); bps > 0 {
 			time.Sleep(time.Duration(int64(n) * int64(time.Second) / bps))
+		}
+		if w.written >= 64<<10 && !w.stalled && w.r.Stalls.Load() > 0 && w.r.Stalls.Add(-1) >= 0 {
+			w.stalled = true
+			http.NewResponseController(w.ResponseWriter).Flush()
+			<-w.req.Context().Done() // silent until the client leaves
+			return total, w.req.Context().Err()
 		}
 		chunk := p[:n]
 		if w.r.Tamper.Load() && w.written >= 64<<10 {

@@ -202,8 +202,10 @@ func (d *Device) OpenTUF(offlineDir string) error {
 		MetadataURL: d.Config.MetadataURL,
 		TargetsURL:  d.Config.TargetsURL,
 		TargetDir:   stagingDir(d.Config.DataDir),
-		Fetcher:     &httpfetch.Client{Logger: d.Logger}, // DefaultTimeouts: no server holds a download forever
-		Logger:      d.Logger,
+		// No server holds a download forever: DefaultTimeouts, with the
+		// configured stall timeout.
+		Fetcher: &httpfetch.Client{Logger: d.Logger, Timeouts: httpfetch.Timeouts{Stall: d.Config.StallTimeout}},
+		Logger:  d.Logger,
 	}
 	if offlineDir != "" {
 		c.MetadataURL = filepath.Join(offlineDir, "metadata")
