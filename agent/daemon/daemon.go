@@ -19,6 +19,7 @@ import (
 	"github.com/graft-dev/graft/agent/bootenv"
 	"github.com/graft-dev/graft/agent/config"
 	"github.com/graft-dev/graft/agent/engine"
+	"github.com/graft-dev/graft/agent/eventseq"
 	"github.com/graft-dev/graft/agent/health"
 	"github.com/graft-dev/graft/agent/journal"
 	"github.com/graft-dev/graft/agent/klp"
@@ -326,6 +327,12 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 	if err != nil {
 		return err
 	}
+	// Without its counter the agent still reports; the fleet then
+	// orders its statuses the old way.
+	seq, err := eventseq.Open(filepath.Join(cfg.DataDir, "status.seq"))
+	if err != nil {
+		logger.Error("status event counter unusable; statuses go out without Seq", "err", err)
+	}
 	notices := make(chan transport.Notice, 1)
 	mcfg, err := sessionConfig(cfg, logger, box, func(n transport.Notice) {
 		for { // keep only the newest notice
@@ -359,7 +366,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		defer cancel()
 		session.Drained(dctx)
 	}
-	report := reporter(cfg, logger, box.Add, session.Kick)
+	report := reporter(cfg, logger, seq, box.Add, session.Kick)
 	checks, err := health.Build(cfg.HealthChecks, health.Probes{
 		WaitConnected: session.WaitConnected,
 		RefreshTUF:    d.TUF.Refresh,
@@ -476,13 +483,21 @@ func sessionConfig(cfg *config.Config, logger *slog.Logger, q mqtt.Queue, onNoti
 	return mcfg, nil
 }
 
-// reporter returns the status reporter: stamp, encode, queue, kick.
-func reporter(cfg *config.Config, logger *slog.Logger, add func([]byte) (string, error), kick func()) func(transport.Status) {
+// reporter returns the status reporter: stamp (with the next Seq when
+// seq is not nil), encode, queue, kick.
+func reporter(cfg *config.Config, logger *slog.Logger, seq *eventseq.Counter, add func([]byte) (string, error), kick func()) func(transport.Status) {
 	return func(s transport.Status) {
 		s.Reason = cleanReason(s.Reason)
 		s.EventID = newEventID()
 		s.Device = cfg.DeviceID
 		s.Time = time.Now().UnixMilli()
+		if seq != nil {
+			if n, err := seq.Next(); err == nil {
+				s.Seq = n
+			} else {
+				logger.Warn("status event counter", "err", err)
+			}
+		}
 		s.AgentVersion = Version()
 		b, err := transport.EncodeStatus(s)
 		if err == nil {

@@ -110,7 +110,7 @@ func runFault(ctx context.Context, cfg *config.Config, logger *slog.Logger, caus
 		session.Drained(cctx)
 		session.Close(cctx)
 	}()
-	report := reporter(cfg, logger, q.Add, session.Kick)
+	report := reporter(cfg, logger, nil, q.Add, session.Kick) // no Seq: status.seq cannot be written
 	booted, _, berr := m.Booted()
 	if berr != nil {
 		logger.Warn("booted slot unknown", "err", berr)

@@ -44,7 +44,7 @@ const (
 
 var (
 	reCmdline  = regexp.MustCompile(`klp-guest: cmdline: (.*)$`)
-	reKLPTimes = regexp.MustCompile(`msg="patch enabled".*patch=(\S+).*load_time=(\S+) transition_time=(\S+)`)
+	reKLPTimes = regexp.MustCompile(`msg="patch enabled".*patch=(\S+).*checks=(\S+) finit_module=(\S+) sysfs_wait=(\S+) kernel_transition=(\S+) done_in_init=(\S+)`)
 )
 
 // TestKLPAgentGuest is the guest side of TestKLPAgentAMD64: inside the
@@ -471,7 +471,17 @@ func TestKLPAgentAMD64(t *testing.T) {
 	t.Logf("rebooted into slot B, same kernel: graft_klp_b reloaded, v7 committed; whole scenario %.1f s", time.Since(start).Seconds())
 	times = append(times, reKLPTimes.FindAllStringSubmatch(con2.text(), -1)...)
 	for _, m := range times {
-		t.Logf("klp-bench: %s agent load %s (verified bytes → finit_module returned, enabled), kernel transition %s", m[1], m[2], m[3])
+		kt := m[5] + " (enabling → patching complete)"
+		switch {
+		case m[5] == "0s":
+			kt = "not in the kernel log"
+		case m[6] == "true":
+			kt += ", complete before finit_module returned (inside module init)"
+		default:
+			kt += ", complete after finit_module returned"
+		}
+		t.Logf("klp-bench: %s agent checks %s; finit_module %s; sysfs read as done %s after finit_module returned; kernel transition by its log %s",
+			m[1], m[2], m[3], m[4], kt)
 	}
 	vmstop()
 	<-done
