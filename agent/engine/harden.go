@@ -39,10 +39,14 @@ func (e *Engine) privateStaging() error {
 	return nil
 }
 
-// guardStaging runs the slot writer's guard on a staging file before a
-// download writes into it: a symlink, a hard link or another name for a
-// slot found there is removed (the entry only, never what it points to),
-// and the download starts again from 0.
+// guardStaging runs the slot writer's guard on the staging directory
+// before a download writes into path: every entry there that is a
+// symlink, a hard link, not a regular file, or another name for a slot
+// is removed (the entry only, never what it points to). Only the agent
+// writes there, so such an entry was planted; sweeping the whole
+// directory covers the file the download writes through too, whatever
+// the TUF client names it (path, or a partial file beside it). When path
+// itself was removed, the download starts again from 0.
 func (e *Engine) guardStaging(path string, offset *int64) error {
 	if err := e.privateStaging(); err != nil {
 		return err
@@ -50,19 +54,26 @@ func (e *Engine) guardStaging(path string, offset *int64) error {
 	if filepath.Dir(filepath.Clean(path)) != filepath.Clean(e.o.StagingDir) {
 		return fmt.Errorf("%w: staging file %s is outside %s", slot.ErrUnsafeStaging, path, e.o.StagingDir)
 	}
+	entries, err := os.ReadDir(e.o.StagingDir)
+	if err != nil {
+		return fmt.Errorf("staging: %w", err)
+	}
 	devs := e.slotDevices()
-	err := slot.CheckStaging(path, devs)
-	if errors.Is(err, slot.ErrUnsafeStaging) {
-		e.log.Warn("unsafe staging file removed", "err", err)
-		if rerr := os.Remove(path); rerr != nil {
+	for _, ent := range entries {
+		p := filepath.Join(e.o.StagingDir, ent.Name())
+		err := slot.CheckStaging(p, devs)
+		if !errors.Is(err, slot.ErrUnsafeStaging) {
+			continue
+		}
+		e.log.Warn("unsafe staging entry removed", "err", err)
+		if rerr := os.RemoveAll(p); rerr != nil { // a planted directory too; RemoveAll never follows a symlink
 			return fmt.Errorf("%w (and removing it: %w)", err, rerr)
 		}
-		if offset != nil {
+		if p == filepath.Clean(path) && offset != nil {
 			*offset = 0
 		}
-		err = slot.CheckStaging(path, devs)
 	}
-	return err
+	return slot.CheckStaging(path, devs)
 }
 
 // slotDevices lists the device of every slot of the board.

@@ -180,3 +180,42 @@ func TestTamperedDownloadIsRetriedNotBlocked(t *testing.T) {
 		t.Fatalf("release for another board: %v, want refused for good", err)
 	}
 }
+
+// A link planted beside the staging file (the partial file a TUF client
+// may write through first) is swept too.
+func TestStagingSweepsPlantedEntries(t *testing.T) {
+	g := newRig(t, nil, "")
+	img := agenttest.Image("v2", true, 1<<20)
+	g.repo.Publish(t, agenttest.Release{Name: "v2", Sequence: 2, Image: img})
+	slotA := filepath.Join(g.dev.Dir, "slot-a.img")
+	staging := filepath.Join(g.dev.Dir, "staging")
+	if err := os.MkdirAll(staging, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"v2--releases_v2_rootfs.img.part", "anything"} {
+		if err := os.Symlink(slotA, filepath.Join(staging, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(staging, "v2--releases_v2_rootfs.img.d"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.install("v2"); !errors.Is(err, engine.ErrRebootPending) {
+		t.Fatalf("Install = %v", err)
+	}
+	left, err := os.ReadDir(staging)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		if e.Type()&os.ModeSymlink != 0 || e.IsDir() {
+			t.Errorf("planted entry %s is still in staging/", e.Name())
+		}
+	}
+	if fi, err := os.Lstat(slotA); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("slot A: %v %v", fi, err)
+	}
+	if !bytes.Equal(g.dev.Slot("A")[:len(g.dev.Factory)], g.dev.Factory) {
+		t.Fatal("slot A was modified")
+	}
+}
