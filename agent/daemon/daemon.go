@@ -305,7 +305,11 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 	for {
 		fault := checkDataDir(cfg.DataDir)
 		if fault == nil {
-			return run(ctx, cfg, logger, hooks)
+			err := run(ctx, cfg, logger, hooks)
+			if !errors.Is(err, ErrDataDir) || ctx.Err() != nil {
+				return err
+			}
+			fault = err // the directory failed while running
 		}
 		if err := runFault(ctx, cfg, logger, fault); err != nil || ctx.Err() != nil {
 			return err
@@ -416,6 +420,13 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 	for {
 		if errors.Is(err, ErrExitForReboot) {
 			return err
+		}
+		if localFault(err) {
+			// When the data directory is what failed (not a slot, not
+			// the network), go to the fault mode rather than retry mute.
+			if derr := checkDataDir(cfg.DataDir); derr != nil {
+				return fmt.Errorf("%w (while running: %w)", derr, err)
+			}
 		}
 		var wait <-chan time.Time
 		if err != nil && ctx.Err() == nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/graft-dev/graft/agent/bootenv"
@@ -52,6 +53,18 @@ func checkDataDir(dir string) error {
 		return fmt.Errorf("%w: %w", ErrDataDir, err)
 	}
 	return nil
+}
+
+// localFault tells errors that may come from the data directory: a
+// journal that cannot be saved, a file system that is full or read-only,
+// an I/O error. The caller probes the directory to be sure.
+func localFault(err error) bool {
+	for _, target := range []error{journal.ErrSave, syscall.ENOSPC, syscall.EROFS, syscall.EDQUOT, syscall.EIO} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // openJournal opens the journal; one that cannot be understood is moved

@@ -241,3 +241,34 @@ func fill(t *testing.T, path string) {
 		}
 	}
 }
+
+// The data directory fills up while the agent runs: the next journal
+// save fails, the agent finds the directory unusable and goes to its
+// fault mode (it retried in silence before), then resumes when space is
+// back and installs the release.
+func TestDataDirFillsWhileRunning(t *testing.T) {
+	defer daemon.SetFaultRecheck(200 * time.Millisecond)()
+	b := mqtttest.StartMosquitto(t)
+	r := agenttest.NewRepo(t, repo.Options{})
+	f := agenttest.Watch(t, b.URL())
+	dir := mountTmpfs(t, "12m")
+	const id = "fills-1"
+	dev := agenttest.NewDevice(t, r, id, agenttest.DeviceOptions{Broker: b.URL(), Dir: dir})
+	boot(t, dev)
+	done, _ := runAgent(t, dev)
+	waitState(t, f, id, done, transport.StateIdle)
+	filler := filepath.Join(dir, "filler")
+	fill(t, filler)
+	r.Publish(t, agenttest.Release{Name: "v2", Sequence: 2, Image: agenttest.Image("v2", true, 1<<20)})
+	f.Notify(t, id, "v2")
+	s := waitState(t, f, id, done, transport.StateFault)
+	if !strings.Contains(s.Reason, "data directory unusable") {
+		t.Fatalf("fault status %+v", s)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, f, id, done, func(s transport.Status) bool {
+		return s.Release == "v2" && (s.State == transport.StateRebooting || transport.State(s.State) == transport.StateCommitted)
+	})
+}

@@ -23,6 +23,10 @@ const Schema = 1
 // ErrCorrupt means the journal file exists but cannot be understood.
 var ErrCorrupt = errors.New("journal: corrupt")
 
+// ErrSave means the record could not be written (a read-only or full
+// file system, an I/O error); the previous record stands.
+var ErrSave = errors.New("journal: cannot save")
+
 // Step is where an update stands. The engine's transition table gives each
 // step its meaning; the order is the lifecycle:
 // Plan → Apply (download, install, switch, reboot) → Verify → Commit or Revert.
@@ -236,10 +240,10 @@ func (j *Journal) Save(r Record) error {
 		j.BeforeSave(r)
 	}
 	if err := os.MkdirAll(filepath.Dir(j.path), 0o700); err != nil {
-		return fmt.Errorf("journal: %w", err)
+		return fmt.Errorf("%w: %w", ErrSave, err)
 	}
 	if err := atomicfile.WriteFile(j.path, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("journal: %w", err)
+		return fmt.Errorf("%w: %w", ErrSave, err)
 	}
 	j.rec = clone(r)
 	if j.OnSave != nil {
