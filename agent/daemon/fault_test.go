@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +13,6 @@ import (
 	"time"
 
 	"github.com/graft-dev/graft/agent/agenttest"
-	"github.com/graft-dev/graft/agent/config"
-	"github.com/graft-dev/graft/agent/daemon"
 	"github.com/graft-dev/graft/agent/journal"
 	"github.com/graft-dev/graft/agent/slot"
 	"github.com/graft-dev/graft/transport"
@@ -23,42 +20,45 @@ import (
 	"github.com/graft-dev/graft/tuf/repo"
 )
 
-// runAgent runs the daemon in this process until the test ends; it
-// returns a channel with Run's result.
+// runAgent runs the agent (this test binary, see TestMain) as its own
+// process until the test ends, with the fault mode's recheck shortened; it
+// returns a channel with the process's end. (In this process, a goroutine
+// that ends with its OS thread locked, as the userspace live-patch
+// applier's does, takes the thread down, and with it a mosquitto the test
+// started from that thread: Pdeathsig.)
 func runAgent(t *testing.T, dev *agenttest.Device) (<-chan error, context.CancelFunc) {
 	t.Helper()
-	cfg, err := config.Load(dev.Config)
-	if err != nil {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "GRAFT_TEST_AGENT="+dev.Config, "GRAFT_TEST_FAULT_RECHECK=200ms")
+	logs := &lockedBuilder{b: &strings.Builder{}}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var logs strings.Builder
-	log := slog.New(slog.NewTextHandler(&lockedBuilder{b: &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	go func() { done <- daemon.Run(ctx, cfg, log, daemon.Hooks{}) }()
+	exited := make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		close(exited)
+		done <- err
+	}()
+	stop := func() { cmd.Process.Signal(syscall.SIGTERM) }
 	t.Cleanup(func() {
-		cancel()
+		stop()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(10 * time.Second):
 			t.Error("agent did not stop")
+			cmd.Process.Kill()
+			<-exited
 		}
 		if t.Failed() {
-			t.Logf("agent log (end):\n%s", tail(logs.String(), 40))
+			logs.mu.Lock()
+			t.Logf("agent log (end):\n%s", tail(logs.b.String(), 40))
+			logs.mu.Unlock()
 		}
 	})
-	return done, cancel
-}
-
-type lockedBuilder struct {
-	mu sync.Mutex
-	b  *strings.Builder
-}
-
-func (l *lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
+	return done, stop
 }
 
 // waitState waits for a status of dev in state, failing early if the
@@ -168,7 +168,6 @@ func mountTmpfs(t *testing.T, size string) string {
 // connects, reports the fault, keeps slot A bootable (its drained
 // attempts refilled), and resumes once the directory recovers.
 func TestDataDirFaultIsReported(t *testing.T) {
-	defer daemon.SetFaultRecheck(200 * time.Millisecond)()
 	b := mqtttest.StartMosquitto(t)
 	r := agenttest.NewRepo(t, repo.Options{})
 	f := agenttest.Watch(t, b.URL())
@@ -247,7 +246,6 @@ func fill(t *testing.T, path string) {
 // fault mode (it retried in silence before), then resumes when space is
 // back and installs the release.
 func TestDataDirFillsWhileRunning(t *testing.T) {
-	defer daemon.SetFaultRecheck(200 * time.Millisecond)()
 	b := mqtttest.StartMosquitto(t)
 	r := agenttest.NewRepo(t, repo.Options{})
 	f := agenttest.Watch(t, b.URL())
@@ -271,4 +269,15 @@ func TestDataDirFillsWhileRunning(t *testing.T) {
 	waitFor(t, f, id, done, func(s transport.Status) bool {
 		return s.Release == "v2" && (s.State == transport.StateRebooting || transport.State(s.State) == transport.StateCommitted)
 	})
+}
+
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }

@@ -449,10 +449,17 @@ func (s *Session) onMessage(_ paho.Client, m paho.Message) {
 		s.log.Warn("mqtt: dropping bad notice", "topic", topic, "size", len(payload), "err", err)
 		return
 	}
-	select {
-	case s.notices <- n:
-	default:
-		s.log.Warn("mqtt: dropping notice, handler is behind", "release", n.Release)
+	for { // when the handler is behind, the oldest waiting notice makes room: only the newest matters
+		select {
+		case s.notices <- n:
+			return
+		default:
+		}
+		select {
+		case old := <-s.notices:
+			s.log.Warn("mqtt: dropping an older notice, handler is behind", "release", old.Release, "newer", n.Release)
+		default:
+		}
 	}
 }
 
