@@ -21,7 +21,9 @@ type Device struct {
 // m.DeviceClass equal to d.DeviceClass when both are set (ErrWrongClass);
 // m.Sequence strictly above d.InstalledSequence (ErrOldSequence);
 // d.AgentVersion at least m.MinAgentVersion when that is set
-// (ErrAgentTooOld, also when d.AgentVersion cannot be parsed).
+// (ErrAgentTooOld, also when d.AgentVersion cannot be parsed, and for a
+// development build, "devel" or "(devel)": a build that carries no version
+// cannot show that it is new enough).
 func Check(m *Manifest, d Device) error {
 	if err := m.Validate(); err != nil {
 		return err
@@ -43,6 +45,9 @@ func Check(m *Manifest, d Device) error {
 		if err != nil {
 			// An agent that cannot show it is new enough is not.
 			return fmt.Errorf("manifest: agent %w: %w", err, ErrAgentTooOld)
+		}
+		if agent.devel {
+			return fmt.Errorf("manifest: agent %q is a development build without a version, min agent version is %s: %w", d.AgentVersion, m.MinAgentVersion, ErrAgentTooOld)
 		}
 		need, _ := parseVersion(m.MinAgentVersion) // Validate parsed it
 		if agent.compare(need) < 0 {

@@ -35,7 +35,14 @@ func TestCheck(t *testing.T) {
 		{"agent too old", nil, func(d *manifest.Device) { d.AgentVersion = "1.1.9" }, manifest.ErrAgentTooOld},
 		{"agent pre-release of min", nil, func(d *manifest.Device) { d.AgentVersion = "1.2.0-rc.1" }, manifest.ErrAgentTooOld},
 		{"agent newer", nil, func(d *manifest.Device) { d.AgentVersion = "1.10.0" }, nil},
-		{"agent dev build", nil, func(d *manifest.Device) { d.AgentVersion = "(devel)" }, nil},
+		// A development build has no version: it cannot show that it is new
+		// enough (it used to compare above every release).
+		{"agent dev build", nil, func(d *manifest.Device) { d.AgentVersion = "(devel)" }, manifest.ErrAgentTooOld},
+		{"agent dev build devel", nil, func(d *manifest.Device) { d.AgentVersion = "devel" }, manifest.ErrAgentTooOld},
+		// Go stamps a build from a checkout with a pseudo-version: that is
+		// what it is, 0.0.0 plus a commit.
+		{"agent pseudo-version", nil, func(d *manifest.Device) { d.AgentVersion = "v0.0.0-20261204164601-c39b316aa1b2+dirty" }, manifest.ErrAgentTooOld},
+		{"dev build without min agent version", func(m *manifest.Manifest) { m.MinAgentVersion = "" }, func(d *manifest.Device) { d.AgentVersion = "(devel)" }, nil},
 		{"agent version unparsable", nil, func(d *manifest.Device) { d.AgentVersion = "garbage" }, manifest.ErrAgentTooOld},
 		{"agent version unknown", nil, func(d *manifest.Device) { d.AgentVersion = "" }, manifest.ErrAgentTooOld},
 		{"no min agent version", func(m *manifest.Manifest) { m.MinAgentVersion = "" }, func(d *manifest.Device) { d.AgentVersion = "" }, nil},

@@ -34,13 +34,18 @@ const (
 	StateRolledBack  State = "rolled-back"
 	StateFailed      State = "failed"
 	StateRefused     State = "refused"
+	// StateFault: the agent runs and is connected but cannot update: its
+	// data directory is unusable (read-only, full), or its journal was
+	// corrupt and had to be rebuilt. Reason says what; the booted slot
+	// stays bootable. It is followed by "idle" once the fault clears.
+	StateFault State = "fault"
 )
 
 // Valid reports whether s is one of the states of this contract.
 func (s State) Valid() bool {
 	switch s {
 	case StateIdle, StateDownloading, StateInstalling, StateRebooting, StateVerifying,
-		StateCommitted, StateRolledBack, StateFailed, StateRefused:
+		StateCommitted, StateRolledBack, StateFailed, StateRefused, StateFault:
 		return true
 	}
 	return false

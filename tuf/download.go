@@ -109,7 +109,7 @@ func (c *Client) Download(ctx context.Context, name string, opts DownloadOptions
 		return dest, nil
 	}
 	part := dest + PartSuffix
-	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE|oNoFollow, 0o600) // a symlink planted there is refused
 	if err != nil {
 		return "", fmt.Errorf("tuf: staging file: %w", err)
 	}

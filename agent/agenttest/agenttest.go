@@ -34,6 +34,16 @@ type Repo struct {
 	BytesPerSecond atomic.Int64
 	// CutAfter, when set, cuts each target response after that many bytes.
 	CutAfter atomic.Int64
+	// Stalls, when > 0, makes that many of the next target responses stop
+	// after their first 64 KiB and hold the connection, silent, until the
+	// client gives up; each stalled response counts it down.
+	Stalls atomic.Int64
+	// Refreshes counts the requests for timestamp.json: one per client
+	// refresh.
+	Refreshes atomic.Int64
+	// Tamper, when set, flips bits in every target response past its
+	// first 64 KiB (images, not manifests), as a man in the middle would.
+	Tamper atomic.Bool
 }
 
 // NewRepo creates a repository in a temporary directory and serves it.
@@ -46,10 +56,16 @@ func NewRepo(t testing.TB, opts repo.Options) *Repo {
 	}
 	rr := &Repo{Repo: r}
 	mux := http.NewServeMux()
-	mux.Handle("/metadata/", http.StripPrefix("/metadata/", http.FileServer(http.Dir(r.MetadataDir()))))
+	meta := http.StripPrefix("/metadata/", http.FileServer(http.Dir(r.MetadataDir())))
+	mux.Handle("/metadata/", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if path.Base(req.URL.Path) == "timestamp.json" {
+			rr.Refreshes.Add(1)
+		}
+		meta.ServeHTTP(w, req)
+	}))
 	targets := http.StripPrefix("/targets/", http.FileServer(http.Dir(r.TargetsDir())))
 	mux.Handle("/targets/", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		targets.ServeHTTP(&shapedWriter{ResponseWriter: w, r: rr}, req)
+		targets.ServeHTTP(&shapedWriter{ResponseWriter: w, r: rr, req: req}, req)
 	}))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -61,7 +77,9 @@ func NewRepo(t testing.TB, opts repo.Options) *Repo {
 type shapedWriter struct {
 	http.ResponseWriter
 	r       *Repo
+	req     *http.Request
 	written int64
+	stalled bool
 }
 
 func (w *shapedWriter) Write(p []byte) (int, error) {
@@ -77,7 +95,18 @@ func (w *shapedWriter) Write(p []byte) (int, error) {
 		if bps := w.r.BytesPerSecond.Load(); bps > 0 {
 			time.Sleep(time.Duration(int64(n) * int64(time.Second) / bps))
 		}
-		m, err := w.ResponseWriter.Write(p[:n])
+		if w.written >= 64<<10 && !w.stalled && w.r.Stalls.Load() > 0 && w.r.Stalls.Add(-1) >= 0 {
+			w.stalled = true
+			http.NewResponseController(w.ResponseWriter).Flush()
+			<-w.req.Context().Done() // silent until the client leaves
+			return total, w.req.Context().Err()
+		}
+		chunk := p[:n]
+		if w.r.Tamper.Load() && w.written >= 64<<10 {
+			chunk = append([]byte(nil), chunk...)
+			chunk[len(chunk)/2] ^= 0x40
+		}
+		m, err := w.ResponseWriter.Write(chunk)
 		total += m
 		w.written += int64(m)
 		if err != nil {
@@ -204,6 +233,7 @@ type DeviceOptions struct {
 	Broker string   // mqtt URL
 	Checks []string // health checks; default broker, tuf and the self-test
 	Board  string   // board file content to load (overrides sim), optional
+	Dir    string   // where to provision it; default a new temporary directory
 }
 
 // NewDevice provisions a device: slot A holds a factory image, the trusted
@@ -211,6 +241,9 @@ type DeviceOptions struct {
 func NewDevice(t testing.TB, r *Repo, id string, o DeviceOptions) *Device {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), id)
+	if o.Dir != "" {
+		dir = o.Dir
+	}
 	set := boards.Builtin()
 	if o.Board != "" {
 		if err := set.Load(strings.NewReader(o.Board), "test-board.json"); err != nil {

@@ -94,3 +94,22 @@ func checkVar(name, value string) error {
 	}
 	return nil
 }
+
+// CheckAssign applies fw_setenv's rules to a variable set by hand, on top
+// of what the formats can store: a name is not empty and holds neither
+// '=' nor a control character; a value holds no newline, carriage return
+// or NUL (U-Boot's text form and GRUB's block are line-based).
+func CheckAssign(name, value string) error {
+	if err := checkVar(name, value); err != nil {
+		return err
+	}
+	for _, c := range []byte(name) {
+		if c < 0x20 || c == 0x7f {
+			return fmt.Errorf("%w: name %q contains control character %#x", ErrInvalidVar, name, c)
+		}
+	}
+	if strings.ContainsAny(value, "\n\r") {
+		return fmt.Errorf("%w: value of %q contains a line break", ErrInvalidVar, name)
+	}
+	return nil
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/graft-dev/graft/agent/bootenv"
 	"github.com/graft-dev/graft/agent/daemon"
+	"github.com/graft-dev/graft/agent/slot"
 	"github.com/graft-dev/graft/tuf"
 )
 
@@ -35,6 +36,7 @@ func cmdBootenv(_ context.Context, e env, args []string) error {
 		return fmt.Errorf("%w: bootenv %s needs at least one variable", errUsage, op)
 	}
 	var store bootenv.Store
+	var slots []string // the board's slots, when known: BOOT_ORDER is checked against them
 	switch {
 	case *fwcfg != "" && *grubenv == "" && *cfgPath == "":
 		u, err := bootenv.OpenUBoot(*fwcfg)
@@ -53,6 +55,7 @@ func cmdBootenv(_ context.Context, e env, args []string) error {
 		if err != nil {
 			return err
 		}
+		slots = b.SlotNames()
 		if store, err = daemon.OpenEnv(b); err != nil {
 			return err
 		}
@@ -79,6 +82,12 @@ func cmdBootenv(_ context.Context, e env, args []string) error {
 		name, value, ok := splitAssign(a)
 		if !ok {
 			return fmt.Errorf("%w: %q is not NAME=VALUE", errUsage, a)
+		}
+		if err := bootenv.CheckAssign(name, value); err != nil {
+			return err
+		}
+		if err := slot.CheckVar(name, value, slots); err != nil {
+			return err
 		}
 		set = append(set, assign{name, value})
 	}

@@ -38,8 +38,10 @@ const (
 	MaxHealthTimeout = 24 * time.Hour
 	// MaxTransitionTimeout bounds update.transition_timeout.
 	MaxTransitionTimeout = time.Hour
-	MaxFileSize          = 64 << 10
-	MaxLineLength        = 4096
+	// MaxStallTimeout bounds tuf.stall_timeout.
+	MaxStallTimeout = time.Hour
+	MaxFileSize     = 64 << 10
+	MaxLineLength   = 4096
 )
 
 // Config is the agent's configuration. Parse and Load return it with
@@ -58,6 +60,10 @@ type Config struct {
 
 	MetadataURL string // [tuf] metadata_url, required
 	TargetsURL  string // [tuf] targets_url, required
+	// StallTimeout is [tuf] stall_timeout: a download that receives
+	// nothing (no response, no byte) for this long is cut and resumed
+	// from where it stopped. Default 60s.
+	StallTimeout time.Duration
 
 	HealthTimeout time.Duration // [health] timeout, default 60s
 	HealthChecks  []string      // [health] checks, default broker, tuf; also exec:<command>
@@ -84,6 +90,7 @@ func Default() Config {
 		HealthChecks:      []string{CheckBroker, CheckTUF},
 		Policy:            PolicyLiveFirst,
 		TransitionTimeout: 60 * time.Second,
+		StallTimeout:      60 * time.Second,
 		LogLevel:          "info",
 	}
 }

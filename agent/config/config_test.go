@@ -31,6 +31,7 @@ func TestLoadFull(t *testing.T) {
 		KeepAlive:     45 * time.Second,
 		MetadataURL:   "https://fleet.example.com/tuf/metadata",
 		TargetsURL:    "https://fleet.example.com/tuf/targets",
+		StallTimeout:  2 * time.Minute,
 		HealthTimeout: 2 * time.Minute,
 		HealthChecks: []string{
 			"broker", "tuf",

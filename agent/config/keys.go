@@ -67,6 +67,11 @@ var keys = []key{
 	{name: "tuf.targets_url",
 		set:    func(c *Config, v string, _ bool) error { return setRepoURL(&c.TargetsURL, v) },
 		format: func(c *Config) []string { return opt(c.TargetsURL) }},
+	{name: "tuf.stall_timeout",
+		set: func(c *Config, v string, _ bool) error {
+			return setDuration(&c.StallTimeout, v, time.Second, MaxStallTimeout, false)
+		},
+		format: func(c *Config) []string { return []string{c.StallTimeout.String()} }},
 	{name: "health.timeout",
 		set: func(c *Config, v string, _ bool) error {
 			return setDuration(&c.HealthTimeout, v, time.Second, MaxHealthTimeout, false)

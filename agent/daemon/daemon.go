@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"log/slog"
 	mrand "math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -77,6 +76,10 @@ func BuildTime() time.Time {
 	return t.UTC()
 }
 
+// suspectRetryMin is the first pause before a release that failed
+// verification (engine.ErrRetry) is tried again.
+var suspectRetryMin = 30 * time.Second
+
 // ErrLocked means another graft-agent holds the state directory.
 var ErrLocked = errors.New("state directory is in use by another graft-agent")
 
@@ -92,7 +95,10 @@ type Device struct {
 	// the engine stops at "reboot pending".
 	NoReboot bool
 	Logger   *slog.Logger
-	lock     *os.File
+	// Faults found while opening that were repaired (a corrupt journal
+	// moved aside): the daemon reports each as StateFault.
+	Faults []string
+	lock   *os.File
 
 	// The live appliers, opened by Live.
 	klp      *klp.Applier
@@ -207,12 +213,12 @@ func Open(cfg *config.Config, logger *slog.Logger, lock bool) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
+	if err := privateDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	d := &Device{Config: cfg, Board: b, Logger: logger, Machine: &machine{board: b}}
 	if lock {
-		f, err := os.OpenFile(filepath.Join(cfg.DataDir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		f, err := os.OpenFile(filepath.Join(cfg.DataDir, "lock"), os.O_CREATE|os.O_RDWR|unix.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("lock: %w", err)
 		}
@@ -222,7 +228,17 @@ func Open(cfg *config.Config, logger *slog.Logger, lock bool) (*Device, error) {
 		}
 		d.lock = f
 	}
-	if d.Journal, err = journal.Open(journalPath(cfg.DataDir)); err != nil {
+	if lock {
+		// The owner of the state directory recovers a corrupt journal.
+		var note string
+		d.Journal, note, err = openJournal(journalPath(cfg.DataDir), logger)
+		if note != "" {
+			d.Faults = append(d.Faults, note)
+		}
+	} else {
+		d.Journal, err = journal.Open(journalPath(cfg.DataDir))
+	}
+	if err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -236,6 +252,18 @@ func Open(cfg *config.Config, logger *slog.Logger, lock bool) (*Device, error) {
 	return d, nil
 }
 
+// privateDir creates dir, or checks the one there is a directory, and
+// makes it 0700: staging, the journal and the TUF cache are no one else's.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	return nil
+}
+
 // OpenTUF opens the TUF client on the configured repository, or on a local
 // directory repository when offlineDir is set.
 func (d *Device) OpenTUF(offlineDir string) error {
@@ -244,7 +272,7 @@ func (d *Device) OpenTUF(offlineDir string) error {
 		metadataURL = filepath.Join(offlineDir, "metadata")
 		targetsURL = filepath.Join(offlineDir, "targets")
 	}
-	client, err := NewTUF(d.Config.DataDir, metadataURL, targetsURL, d.Logger)
+	client, err := NewTUF(d.Config.DataDir, metadataURL, targetsURL, d.Config.StallTimeout, d.Logger)
 	if err != nil {
 		return err
 	}
@@ -254,7 +282,10 @@ func (d *Device) OpenTUF(offlineDir string) error {
 
 // NewTUF opens the agent's TUF client of the data directory on a
 // repository (http(s) URLs, fetched with resume, or local directories).
-func NewTUF(dataDir, metadataURL, targetsURL string, logger *slog.Logger) (*tuf.Client, error) {
+//
+// No server holds a download forever: HTTP fetches use httpfetch's default
+// timeouts with stall as the stall timeout (0: the default).
+func NewTUF(dataDir, metadataURL, targetsURL string, stall time.Duration, logger *slog.Logger) (*tuf.Client, error) {
 	c := tuf.Config{
 		MetadataDir: tufDir(dataDir),
 		MetadataURL: metadataURL,
@@ -264,7 +295,7 @@ func NewTUF(dataDir, metadataURL, targetsURL string, logger *slog.Logger) (*tuf.
 		Logger:      logger,
 	}
 	if strings.HasPrefix(metadataURL, "http://") || strings.HasPrefix(metadataURL, "https://") {
-		c.Fetcher = &httpfetch.Client{HTTP: &http.Client{}, Logger: logger}
+		c.Fetcher = &httpfetch.Client{Logger: logger, Timeouts: httpfetch.Timeouts{Stall: stall}}
 	}
 	return tuf.New(c)
 }
@@ -311,7 +342,7 @@ func (d *Device) Engine(checker engine.HealthChecker, report func(transport.Stat
 		DeviceClass:  d.Config.Class(d.Board.Name),
 		AgentVersion: Version(),
 		Journal:      d.Journal,
-		Source:       d.TUF,
+		Source:       &pacedSource{Client: d.TUF, now: time.Now},
 		Env:          d.Env,
 		Health:       checker,
 		Machine:      d.engineMachine(),
@@ -345,7 +376,27 @@ type Hooks struct {
 // Run is `graft-agent run`: it resumes what the journal holds, then
 // applies release notices as they come, until ctx ends. On a board whose
 // reboot is "exit" it returns ErrExitForReboot when the device must reboot.
+//
+// A data directory that cannot be written (read-only, full) does not keep
+// the agent down in silence: it connects, reports StateFault, keeps the
+// booted slot bootable, and starts over once the directory recovers.
 func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hooks) error {
+	for {
+		fault := checkDataDir(cfg.DataDir)
+		if fault == nil {
+			err := run(ctx, cfg, logger, hooks)
+			if !errors.Is(err, ErrDataDir) || ctx.Err() != nil {
+				return err
+			}
+			fault = err // the directory failed while running
+		}
+		if err := runFault(ctx, cfg, logger, fault); err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hooks) error {
 	d, err := Open(cfg, logger, true)
 	if err != nil {
 		return err
@@ -366,31 +417,21 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		logger.Error("status event counter unusable; statuses go out without Seq", "err", err)
 	}
 	notices := make(chan transport.Notice, 1)
-	mcfg := mqtt.Config{
-		Broker:    cfg.Broker,
-		DeviceID:  cfg.DeviceID,
-		Groups:    cfg.Groups,
-		KeepAlive: cfg.KeepAlive,
-		Outbox:    box,
-		Logger:    logger,
-		OnNotice: func(n transport.Notice) {
-			for { // keep only the newest notice
-				select {
-				case notices <- n:
-					return
-				default:
-				}
-				select {
-				case <-notices:
-				default:
-				}
+	mcfg, err := sessionConfig(cfg, logger, box, func(n transport.Notice) {
+		for { // keep only the newest notice
+			select {
+			case notices <- n:
+				return
+			default:
 			}
-		},
-	}
-	if cfg.CertFile != "" || cfg.CAFile != "" {
-		if mcfg.TLS, err = mqtt.TLSConfig(cfg.CAFile, cfg.CertFile, cfg.KeyFile); err != nil {
-			return err
+			select {
+			case <-notices:
+			default:
+			}
 		}
+	})
+	if err != nil {
+		return err
 	}
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
@@ -408,29 +449,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		defer cancel()
 		session.Drained(dctx)
 	}
-	report := func(s transport.Status) {
-		s.Reason = cleanReason(s.Reason)
-		s.EventID = newEventID()
-		s.Device = cfg.DeviceID
-		s.Time = time.Now().UnixMilli()
-		if seq != nil {
-			if n, err := seq.Next(); err == nil {
-				s.Seq = n
-			} else {
-				logger.Warn("status event counter", "err", err)
-			}
-		}
-		s.AgentVersion = Version()
-		b, err := transport.EncodeStatus(s)
-		if err == nil {
-			_, err = box.Add(b)
-		}
-		if err != nil {
-			logger.Error("status not queued", "state", s.State, "err", err)
-			return
-		}
-		session.Kick()
-	}
+	report := reporter(cfg, logger, seq, box.Add, session.Kick)
 	checks, err := health.Build(cfg.HealthChecks, health.Probes{
 		WaitConnected: session.WaitConnected,
 		RefreshTUF:    d.TUF.Refresh,
@@ -465,7 +484,14 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		defer func() { ustop(); <-udone }()
 	}
 	retry := backoff{min: 2 * time.Second, max: 2 * time.Minute}
+	// Failures that may be a man in the middle (engine.ErrRetry) are
+	// retried more patiently: every attempt may cost a whole download.
+	suspect := backoff{min: suspectRetryMin, max: 30 * time.Minute}
 	var pending *transport.Notice
+	for _, f := range d.Faults {
+		booted, _, _ := d.Machine.Booted()
+		report(transport.Status{State: transport.StateFault, Slot: booted, Reason: f})
+	}
 	err = eng.Resume(ctx)
 	if rec := d.Journal.Record(); err == nil && rec.Update == nil {
 		reportIdle(report, d, rec, restored)
@@ -478,9 +504,20 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		if errors.Is(err, ErrExitForReboot) {
 			return err
 		}
+		if localFault(err) {
+			// When the data directory is what failed (not a slot, not
+			// the network), go to the fault mode rather than retry mute.
+			if derr := checkDataDir(cfg.DataDir); derr != nil {
+				return fmt.Errorf("%w (while running: %w)", derr, err)
+			}
+		}
 		var wait <-chan time.Time
 		if err != nil && ctx.Err() == nil {
-			if errors.Is(err, engine.ErrRefused) || errors.Is(err, engine.ErrFailed) {
+			if errors.Is(err, engine.ErrRetry) {
+				delay := suspect.next()
+				logger.Warn("release failed in a way that may pass; retrying", "in", delay.Round(time.Millisecond), "err", err)
+				wait = time.After(delay)
+			} else if errors.Is(err, engine.ErrRefused) || errors.Is(err, engine.ErrFailed) {
 				pending = nil // reported; retrying the same notice cannot help
 			} else {
 				delay := retry.next()
@@ -489,6 +526,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 			}
 		} else if err == nil {
 			retry.reset()
+			suspect.reset()
 			pending = nil
 		}
 		var window <-chan time.Time
@@ -524,6 +562,54 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 				err = eng.Resume(ctx)
 			}
 		}
+	}
+}
+
+// sessionConfig is the MQTT session of the agent's config.
+func sessionConfig(cfg *config.Config, logger *slog.Logger, q mqtt.Queue, onNotice func(transport.Notice)) (mqtt.Config, error) {
+	mcfg := mqtt.Config{
+		Broker:    cfg.Broker,
+		DeviceID:  cfg.DeviceID,
+		Groups:    cfg.Groups,
+		KeepAlive: cfg.KeepAlive,
+		Outbox:    q,
+		Logger:    logger,
+		OnNotice:  onNotice,
+	}
+	if cfg.CertFile != "" || cfg.CAFile != "" {
+		var err error
+		if mcfg.TLS, err = mqtt.TLSConfig(cfg.CAFile, cfg.CertFile, cfg.KeyFile); err != nil {
+			return mqtt.Config{}, err
+		}
+	}
+	return mcfg, nil
+}
+
+// reporter returns the status reporter: stamp (with the next Seq when
+// seq is not nil), encode, queue, kick.
+func reporter(cfg *config.Config, logger *slog.Logger, seq *eventseq.Counter, add func([]byte) (string, error), kick func()) func(transport.Status) {
+	return func(s transport.Status) {
+		s.Reason = cleanReason(s.Reason)
+		s.EventID = newEventID()
+		s.Device = cfg.DeviceID
+		s.Time = time.Now().UnixMilli()
+		if seq != nil {
+			if n, err := seq.Next(); err == nil {
+				s.Seq = n
+			} else {
+				logger.Warn("status event counter", "err", err)
+			}
+		}
+		s.AgentVersion = Version()
+		b, err := transport.EncodeStatus(s)
+		if err == nil {
+			_, err = add(b)
+		}
+		if err != nil {
+			logger.Error("status not queued", "state", s.State, "err", err)
+			return
+		}
+		kick()
 	}
 }
 

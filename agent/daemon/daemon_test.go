@@ -31,6 +31,9 @@ import (
 // config path it runs `graft-agent run`, with journal hooks that SIGKILL
 // it at a chosen save (GRAFT_TEST_KILL = "before:N" or "after:N").
 func TestMain(m *testing.M) {
+	if d, err := time.ParseDuration(os.Getenv("GRAFT_TEST_FAULT_RECHECK")); err == nil {
+		daemon.SetFaultRecheck(d)
+	}
 	if cfg := os.Getenv("GRAFT_TEST_AGENT"); cfg != "" {
 		os.Exit(agentMain(cfg))
 	}

@@ -75,6 +75,11 @@ type Options struct {
 type Engine struct {
 	o   Options
 	log *slog.Logger
+
+	// The bootloader's sequence floor (harden.go): checked once, then
+	// mirrored from the journal.
+	floorChecked, floorKnown bool
+	floor                    uint64
 }
 
 // New returns an engine.
@@ -113,6 +118,9 @@ var (
 // TUF, plan, and apply. It returns when the update ended, waits for a
 // reboot, or hit an error worth retrying later.
 func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
+	if err := e.adoptFloor(); err != nil {
+		return err
+	}
 	rec := e.o.Journal.Record()
 	if u := rec.Update; u != nil {
 		// Finish what is in flight first; the notice is handled after it.
@@ -125,7 +133,7 @@ func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
 		e.log.Debug("release already installed", "release", n.Release)
 		return nil
 	}
-	if l := rec.Last; l != nil && l.Release == n.Release &&
+	if l := rec.Last; l != nil && l.Release == n.Release && !l.Retry &&
 		(l.State == string(transport.StateRolledBack) || (l.State == string(transport.StateFailed) && !renotified(l, n))) {
 		// The retained notice of a release that already ended badly here:
 		// its outcome stands until the fleet notifies again.
@@ -194,6 +202,9 @@ func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
 // Resume continues whatever the journal says is in flight. The agent calls
 // it at start, after a crash, a power cut or a reboot.
 func (e *Engine) Resume(ctx context.Context) error {
+	if err := e.adoptFloor(); err != nil {
+		return err
+	}
 	rec := e.o.Journal.Record()
 	u := rec.Update
 	booted, bootID, err := e.o.Machine.Booted()
@@ -290,6 +301,9 @@ func (e *Engine) run(ctx context.Context) error {
 			return e.reboot(ctx, rec)
 		}
 		if err != nil {
+			if suspect(err) && beforeBootloader(u) {
+				return e.retryLater(e.o.Journal.Record(), err)
+			}
 			if permanent(err) {
 				// The step may have journalled more than rec holds.
 				return e.abort(e.o.Journal.Record(), err)
@@ -358,16 +372,15 @@ func (e *Engine) download(ctx context.Context, rec journal.Record) error {
 	if err := e.o.Source.Refresh(ctx); err != nil {
 		return fmt.Errorf("TUF refresh: %w", err)
 	}
-	if u.Staging == "" {
-		u.Staging = filepath.Join(e.o.StagingDir, stagingName(u.Release.Name, img.Target))
-		u.Offset = 0
+	if want := filepath.Join(e.o.StagingDir, stagingName(u.Release.Name, img.Target)); u.Staging != want {
+		u.Staging, u.Offset = want, 0 // only ever inside the private staging directory
 	}
 	u.Step = journal.StepDownloading
 	if err := e.save(rec); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(u.Staging), 0o700); err != nil {
-		return fmt.Errorf("staging: %w", err)
+	if err := e.guardStaging(u.Staging, &u.Offset); err != nil {
+		return err
 	}
 	prog := e.progress(rec, transport.StateDownloading)
 	path, err := e.o.Source.Download(ctx, img.Target, tuf.DownloadOptions{
@@ -719,6 +732,9 @@ func (e *Engine) refuseOrRetry(release string, err error) error {
 	if transient(err) {
 		return err
 	}
+	if suspect(err) {
+		return e.suspectFailure(release, err)
+	}
 	return e.refuse(release, 0, err)
 }
 
@@ -774,7 +790,7 @@ func (e *Engine) editBootState(fn func(slot.State) slot.State) error {
 		return nil // no bootloader, no boot state
 	}
 	return bootenv.Update(e.o.Env, func(env bootenv.Env) error {
-		s, err := slot.ParseState(env, e.o.Board.SlotNames())
+		s, err := e.bootState(env)
 		if err != nil {
 			return err
 		}
@@ -806,6 +822,7 @@ func (e *Engine) save(rec journal.Record) error {
 	if err := e.o.Journal.Save(rec); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
+	e.mirrorFloor(rec)
 	return nil
 }
 

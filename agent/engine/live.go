@@ -139,6 +139,9 @@ func (e *Engine) liveDownload(ctx context.Context, rec journal.Record) error {
 				continue
 			}
 			dest := filepath.Join(e.o.StagingDir, stagingName(u.Release.Name, t.name))
+			if err := e.guardStaging(dest, nil); err != nil {
+				return err
+			}
 			path, err := e.o.Source.Download(ctx, t.name, tuf.DownloadOptions{Dest: dest})
 			if err != nil {
 				return fmt.Errorf("download %s: %w", t.name, err)

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/graft-dev/graft/agent/atomicfile"
@@ -20,6 +22,10 @@ const Schema = 1
 
 // ErrCorrupt means the journal file exists but cannot be understood.
 var ErrCorrupt = errors.New("journal: corrupt")
+
+// ErrSave means the record could not be written (a read-only or full
+// file system, an I/O error); the previous record stands.
+var ErrSave = errors.New("journal: cannot save")
 
 // Step is where an update stands. The engine's transition table gives each
 // step its meaning; the order is the lifecycle:
@@ -124,6 +130,10 @@ type Outcome struct {
 	// failed release is tried again for another notice only.
 	NoticeID   string `json:"notice_id,omitempty"`
 	NoticeTime int64  `json:"notice_time,omitempty"`
+	// Retry marks a failure that may pass (a transfer, or bytes or
+	// metadata that did not verify, as a man in the middle would cause):
+	// the same notice is tried again, with back-off.
+	Retry bool `json:"retry,omitempty"`
 }
 
 // Record is the whole state of the agent.
@@ -158,9 +168,13 @@ type Journal struct {
 // Open reads the journal at path; a missing file is an empty record.
 func Open(path string) (*Journal, error) {
 	j := &Journal{path: path, rec: Record{Schema: Schema}}
-	b, err := os.ReadFile(path)
+	b, err := readNoFollow(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return j, nil
+	}
+	if errors.Is(err, syscall.ELOOP) {
+		// Never the agent's own doing: atomicfile replaces the file.
+		return nil, fmt.Errorf("%w: %s is a symlink", ErrCorrupt, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
@@ -173,6 +187,19 @@ func Open(path string) (*Journal, error) {
 	}
 	return j, nil
 }
+
+// readNoFollow reads the file at path, refusing a symlink there.
+func readNoFollow(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxSize+1))
+}
+
+// maxSize bounds the journal file read: far above any real record.
+const maxSize = 64 << 20
 
 // Path is where the journal lives.
 func (j *Journal) Path() string { return j.path }
@@ -213,10 +240,10 @@ func (j *Journal) Save(r Record) error {
 		j.BeforeSave(r)
 	}
 	if err := os.MkdirAll(filepath.Dir(j.path), 0o700); err != nil {
-		return fmt.Errorf("journal: %w", err)
+		return fmt.Errorf("%w: %w", ErrSave, err)
 	}
 	if err := atomicfile.WriteFile(j.path, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("journal: %w", err)
+		return fmt.Errorf("%w: %w", ErrSave, err)
 	}
 	j.rec = clone(r)
 	if j.OnSave != nil {

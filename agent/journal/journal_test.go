@@ -57,3 +57,19 @@ func TestOpenRefusesCorruptAndForeignSchema(t *testing.T) {
 		})
 	}
 }
+
+// A journal.json that is a symlink is not followed: it is corrupt.
+func TestSymlinkedJournalIsCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	other := filepath.Join(dir, "elsewhere.json")
+	if err := os.WriteFile(other, []byte(`{"schema": 1, "installed": {"sequence": 1}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "journal.json")
+	if err := os.Symlink(other, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(p); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open of a symlinked journal: %v, want ErrCorrupt", err)
+	}
+}

@@ -415,7 +415,7 @@ func (p *Provisioner) image(ctx context.Context, r ImageRequest) (*ImageResponse
 	if err != nil {
 		return nil, remote(CodeInternal, "%v", err)
 	}
-	client, err := daemon.NewTUF(p.o.DataDir, r.MetadataURL, r.TargetsURL, p.o.Logger)
+	client, err := daemon.NewTUF(p.o.DataDir, r.MetadataURL, r.TargetsURL, 0, p.o.Logger)
 	if err != nil {
 		return nil, remote(CodeUntrusted, "%v", err)
 	}

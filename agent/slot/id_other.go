@@ -4,7 +4,7 @@ package slot
 
 import "os"
 
-type statNumbers struct{ dev, ino, rdev uint64 }
+type statNumbers struct{ dev, ino, rdev, nlink uint64 }
 
 // statIDs has no device numbers to offer here: CheckWritable fails closed.
 func statIDs(fi os.FileInfo) (statNumbers, bool) { return statNumbers{}, false }

@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-type statNumbers struct{ dev, ino, rdev uint64 }
+type statNumbers struct{ dev, ino, rdev, nlink uint64 }
 
 // statIDs returns the device, inode and special-device numbers of fi.
 func statIDs(fi os.FileInfo) (statNumbers, bool) {
@@ -17,7 +17,7 @@ func statIDs(fi os.FileInfo) (statNumbers, bool) {
 	if !ok {
 		return statNumbers{}, false
 	}
-	return statNumbers{dev: uint64(st.Dev), ino: uint64(st.Ino), rdev: uint64(st.Rdev)}, true
+	return statNumbers{dev: uint64(st.Dev), ino: uint64(st.Ino), rdev: uint64(st.Rdev), nlink: uint64(st.Nlink)}, true
 }
 
 func makeDev(major, minor uint32) uint64 { return unix.Mkdev(major, minor) }

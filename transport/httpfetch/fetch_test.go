@@ -138,7 +138,7 @@ func cutServer(t *testing.T, data []byte, cut int) *httptest.Server {
 func TestInterruptedThenResume(t *testing.T) {
 	data := content(200_000)
 	const cut = 123_457
-	c := &Client{}
+	c := &Client{Timeouts: Timeouts{Attempts: 1}} // one request: see the cut
 	var got bytes.Buffer
 	err := c.Fetch(t.Context(), cutServer(t, data, cut).URL, 0, int64(len(data)), &got)
 	if !errors.Is(err, ErrInterrupted) {
@@ -207,7 +207,7 @@ func TestConnectionRefusedIsInterrupted(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
-	err := (&Client{}).Fetch(t.Context(), url, 0, 10, io.Discard)
+	err := (&Client{Timeouts: Timeouts{Attempts: 2, RetryMin: time.Millisecond}}).Fetch(t.Context(), url, 0, 10, io.Discard)
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("error %v, want ErrInterrupted", err)
 	}

@@ -301,6 +301,9 @@ func (s *Session) connect() (*conn, error) {
 	if s.cfg.TLS != nil {
 		opts.SetTLSConfig(s.cfg.TLS)
 	}
+	// Our own dialer: every incoming packet passes the size limit before
+	// paho reads it whole.
+	opts.SetCustomOpenConnectionFn(s.openConn)
 	if s.cfg.Username != "" {
 		opts.SetUsername(s.cfg.Username)
 		opts.SetPassword(s.cfg.Password)
@@ -438,7 +441,7 @@ func (s *Session) onMessage(_ paho.Client, m paho.Message) {
 		return
 	}
 	if len(payload) == 0 {
-		s.log.Debug("mqtt: empty notice (retained notice cleared)", "topic", topic)
+		s.log.Debug("mqtt: empty notice (retained notice cleared, or an oversized one dropped)", "topic", topic)
 		return
 	}
 	n, err := transport.DecodeNotice(payload)
@@ -446,10 +449,17 @@ func (s *Session) onMessage(_ paho.Client, m paho.Message) {
 		s.log.Warn("mqtt: dropping bad notice", "topic", topic, "size", len(payload), "err", err)
 		return
 	}
-	select {
-	case s.notices <- n:
-	default:
-		s.log.Warn("mqtt: dropping notice, handler is behind", "release", n.Release)
+	for { // when the handler is behind, the oldest waiting notice makes room: only the newest matters
+		select {
+		case s.notices <- n:
+			return
+		default:
+		}
+		select {
+		case old := <-s.notices:
+			s.log.Warn("mqtt: dropping an older notice, handler is behind", "release", old.Release, "newer", n.Release)
+		default:
+		}
 	}
 }
 
