@@ -464,6 +464,12 @@ func regionsOf(sites []Site) []region {
 // (an instruction boundary before the write) is safe, one past it is not.
 func (r region) inside(v uint64) bool { return v > r.lo && v < r.hi }
 
+// pcInside is inside for a thread's PC, which also counts at r.hi: a
+// thread stopped in a system call whose instruction ends there is
+// restarted by the kernel at the instruction (amd64 PC-2, arm64/ARM
+// PC-4), inside the region.
+func (r region) pcInside(v uint64) bool { return v > r.lo && v <= r.hi }
+
 // inUse reports whether any thread's PC or link register, or any word on
 // any thread's stack (from its SP to the end of its stack mapping), points
 // strictly inside one of the regions. It is conservative: a stale word
@@ -477,6 +483,9 @@ func (s *stopped) inUse(rs []region, maps []Mapping, maxStack uint64) (bool, err
 		}
 		return slices.ContainsFunc(rs, func(r region) bool { return r.inside(v) })
 	}
+	hitPC := func(v uint64) bool {
+		return slices.ContainsFunc(rs, func(r region) bool { return r.pcInside(v) })
+	}
 	fresh := false
 	if maps == nil {
 		m, err := readMaps(s.pid)
@@ -486,7 +495,7 @@ func (s *stopped) inUse(rs []region, maps []Mapping, maxStack uint64) (bool, err
 		maps, fresh = m, true
 	}
 	for _, th := range s.threads {
-		if hit(regPC(&th.regs)) || hit(regLR(&th.regs)) {
+		if hitPC(regPC(&th.regs)) || hit(regLR(&th.regs)) {
 			return true, nil
 		}
 		sp := regSP(&th.regs)

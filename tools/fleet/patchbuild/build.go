@@ -118,6 +118,7 @@ type builder struct {
 	veneerStart  uint64
 	placedFuncs  map[*funcUnit]bool
 	placedRodata map[string]bool
+	branchAt     map[string]uint64 // replaced function → first branch target in its trampoline bytes
 }
 
 // BuildFiles compares the original and fixed objects and builds the
@@ -161,7 +162,7 @@ func BuildFiles(in Files) (*ulp.Bundle, *Report, error) {
 	}
 	b := &builder{arch: t.arch, t: t, orig: orig, fixed: fixed, replace: map[*funcUnit]bool{},
 		pieces: map[*object]map[int]*piece{}, slotIdx: map[string]int{}, venIdx: map[veneer]int{}, rep: rep,
-		placedFuncs: map[*funcUnit]bool{}, placedRodata: map[string]bool{}}
+		placedFuncs: map[*funcUnit]bool{}, placedRodata: map[string]bool{}, branchAt: map[string]uint64{}}
 	var changed []*funcUnit
 	for _, fu := range fixed.order {
 		ofu, ok := orig.funcs[fu.key]
@@ -205,7 +206,7 @@ func BuildFiles(in Files) (*ulp.Bundle, *Report, error) {
 		}
 		bundle.Funcs = append(bundle.Funcs, f)
 		rep.Replaced = append(rep.Replaced, FuncReport{Symbol: f.Symbol, Target: f.Target, Size: f.Size, New: f.New,
-			Length: len(fu.obj.data(fu.secs[0])), Keep: f.Keep, Guard: f.Guard, Thumb: f.Thumb})
+			Length: len(fu.obj.data(fu.secs[0])), Keep: f.Keep, Guard: f.Guard, BranchIn: b.branchAt[fu.name], Thumb: f.Thumb})
 	}
 	rep.Code, rep.Data, rep.BSS = len(bundle.Code), len(bundle.Data), bundle.BSS
 	rep.GOTSlots, rep.Veneers = len(b.slots), len(b.veneers)
@@ -630,7 +631,10 @@ func (b *builder) funcEntry(fu *funcUnit, bundle *ulp.Bundle) (ulp.Func, error) 
 		return ulp.Func{}, fmt.Errorf("%w: %s: the target and the fix differ in ARM/Thumb state; build with the target's -marm/-mthumb",
 			ErrUnsupported, fu.name)
 	}
-	addr := ts.value &^ 1
+	addr := ts.value
+	if thumb {
+		addr &^= 1 // only a Thumb symbol's bit 0 is not part of the address
+	}
 	f := ulp.Func{Symbol: fu.name, Target: b.t.off(addr), Size: ts.size, Thumb: thumb}
 	if ts.size > ulp.MaxFuncSize {
 		return ulp.Func{}, fmt.Errorf("%w: %s is %d bytes in the target, the agent checks at most %d",
@@ -655,5 +659,55 @@ func (b *builder) funcEntry(fu *funcUnit, bundle *ulp.Bundle) (ulp.Func, error) 
 	// The agent guards max(Guard, what it overwrites): the short form
 	// unless a branch of the function lands in the bytes.
 	f.Guard = near
+	in, why, err := b.branchIn(fu, tb, f, thumb)
+	if err != nil {
+		return ulp.Func{}, err
+	}
+	if why != "" {
+		f.Guard = f.Size
+		b.rep.Guarded = append(b.rep.Guarded, fmt.Sprintf("%s: %s: no thread may be anywhere in it while the trampoline is written", fu.name, why))
+	}
+	b.branchAt[fu.name] = in
 	return f, nil
+}
+
+// branchIn decides whether fu's original, tb as linked in the target,
+// may jump into the bytes a trampoline overwrites (after f.Keep, up to
+// the far form): then it says why (and returns the first such offset,
+// 0 when unknown). A jump back from the function's cold part into those
+// bytes is refused: the guard cannot cover a thread there.
+func (b *builder) branchIn(fu *funcUnit, tb []byte, f ulp.Func, thumb bool) (uint64, string, error) {
+	lo, hi := f.Keep, min(f.Size, f.Keep+uint64(ulp.FarSize(b.arch, thumb, f.Target+f.Keep)))
+	inside := func(ts []uint64) (uint64, bool) {
+		for _, t := range ts {
+			if t > lo && t < hi {
+				return t, true
+			}
+		}
+		return 0, false
+	}
+	fl := codeFlow(b.arch, thumb, tb)
+	if ofu := b.orig.funcs[fu.key]; ofu != nil {
+		if off, found, ok := intoOwnEntry(ofu, hi); ok && found {
+			return 0, "", fmt.Errorf("%w: %s: its cold part jumps back to entry+%d, into the bytes a trampoline overwrites",
+				ErrUnsupported, fu.name, off)
+		}
+		tables, ok := tableTargets(ofu)
+		if !ok {
+			return 0, "a jump table whose targets are not known", nil
+		}
+		if t, found := inside(tables); found {
+			return t, fmt.Sprintf("a jump table entry lands at entry+%d", t), nil
+		}
+		if len(tables) > 0 {
+			fl.opaque = ""
+		}
+	}
+	if t, found := inside(fl.targets); found {
+		return t, fmt.Sprintf("a branch of its own lands at entry+%d, inside the %d bytes a trampoline may overwrite", t, hi), nil
+	}
+	if fl.opaque != "" {
+		return 0, fl.opaque, nil
+	}
+	return 0, "", nil
 }
