@@ -159,6 +159,9 @@ func Build(ctx context.Context, goarch, dir string, libs Libs) (*Fixtures, error
 	if err := buildEntries(ctx, goarch, dir); err != nil {
 		return nil, err
 	}
+	if err := buildBinding(ctx, goarch, dir, libs.Libc); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 

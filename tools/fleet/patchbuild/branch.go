@@ -248,3 +248,56 @@ func intoOwnEntry(fu *funcUnit, end uint64) (off uint64, found, ok bool) {
 	}
 	return 0, false, true
 }
+
+// callTargets returns the offsets (from the start of code) that the
+// direct calls and unconditional jumps in code go to: amd64 call/jmp
+// rel32 found by a linear sweep, arm64 BL/B, ARM BL/B and Thumb-2 BL/B.W
+// at every aligned position.
+func callTargets(arch string, code []byte) []uint64 {
+	var out []uint64
+	add := func(pc uint64, rel int64) {
+		if t := int64(pc) + rel; t >= 0 {
+			out = append(out, uint64(t))
+		}
+	}
+	switch arch {
+	case ulp.AMD64:
+		for pc := 0; pc < len(code); {
+			op := code[pc]
+			if (op == 0xe8 || op == 0xe9) && pc+5 <= len(code) {
+				add(uint64(pc+5), int64(int32(binary.LittleEndian.Uint32(code[pc+1:]))))
+				pc += 5
+				continue
+			}
+			in, err := x86asm.Decode(code[pc:], 64)
+			if err != nil || in.Len == 0 {
+				pc++
+				continue
+			}
+			pc += in.Len
+		}
+	case ulp.ARM64:
+		for pc := 0; pc+4 <= len(code); pc += 4 {
+			w := binary.LittleEndian.Uint32(code[pc:])
+			if w&0x7c000000 == 0x14000000 { // B, BL
+				add(uint64(pc), int64(int32(w<<6)>>6)<<2)
+			}
+		}
+	case ulp.ARM:
+		for pc := 0; pc+4 <= len(code); pc += 2 {
+			hw, hw2 := uint32(binary.LittleEndian.Uint16(code[pc:])), uint32(binary.LittleEndian.Uint16(code[pc+2:]))
+			if hw&0xf800 == 0xf000 && (hw2&0xd000 == 0x9000 || hw2&0xd000 == 0xd000) { // Thumb B.W, BL
+				s, j1, j2 := hw>>10&1, hw2>>13&1, hw2>>11&1
+				i1, i2 := ^(j1^s)&1, ^(j2^s)&1
+				v := s<<24 | i1<<23 | i2<<22 | (hw&0x3ff)<<12 | (hw2&0x7ff)<<1
+				add(uint64(pc+4), int64(int32(v<<7)>>7))
+			}
+			if pc%4 == 0 {
+				if w := binary.LittleEndian.Uint32(code[pc:]); w&0x0e000000 == 0x0a000000 && w>>28 == 0xe { // ARM B, BL
+					add(uint64(pc+8), int64(int32(w<<8)>>6))
+				}
+			}
+		}
+	}
+	return out
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/graft-dev/graft/manifest/ulp"
 )
@@ -248,6 +249,41 @@ func (b *builder) targetDest(name string, ts tsym, within uint64, s elf.Symbol) 
 	return dest{name: name, base: ulp.BaseTarget, sym: b.t.off(ts.value) - within + s.Value}, nil
 }
 
+// bindTarget is targetDest for a symbol the target defines, bound as
+// the target's own code binds it: through the target's GOT entry when
+// the process may bind it to another definition (a copy in the program,
+// an interposing function or LD_PRELOAD library), so that the patch uses
+// exactly what the original code used; directly when it cannot be
+// interposed or the target's code uses its definition directly. A
+// preemptible symbol with neither is refused.
+func (b *builder) bindTarget(name string, ts tsym, within uint64, s elf.Symbol) (dest, error) {
+	d, err := b.targetDest(name, ts, within, s)
+	if err != nil || !b.t.preemptible(ts) {
+		return d, err
+	}
+	if slot, ok := b.t.gotSlot[name]; ok {
+		if s.Value != within {
+			return dest{}, fmt.Errorf("%w: a reference to %s%+d, inside a symbol the process binds at run time",
+				ErrBinding, name, int64(s.Value-within))
+		}
+		b.noteBinding(name + " through the target's GOT entry")
+		return dest{name: name, imported: true, slot: b.t.off(slot)}, nil
+	}
+	if b.t.bindsLocally(name, ts) {
+		b.noteBinding(name + " directly: the target's own code does")
+		return d, nil
+	}
+	return dest{}, fmt.Errorf("%w: %s is exported with default visibility, so the process may bind it to another definition "+
+		"(a copy in the program, an interposing library), but the target has no GOT entry for it and never uses its own "+
+		"definition directly: the patch cannot know which one the code it replaces would use", ErrBinding, name)
+}
+
+func (b *builder) noteBinding(what string) {
+	if !slices.Contains(b.rep.Bindings, what) {
+		b.rep.Bindings = append(b.rep.Bindings, what)
+	}
+}
+
 // resolve decides where the symbol of relocation r of object o lives:
 // in the patch (placing what it needs) or in the target.
 func (b *builder) resolve(o *object, r rel) (dest, error) {
@@ -274,7 +310,7 @@ func (b *builder) resolve(o *object, r rel) (dest, error) {
 		if rf.sec == fu.secs[0] {
 			ts, err := b.t.lookup(fu.name, fu.local, o.file)
 			if err == nil {
-				return b.targetDest(fu.name, ts, fu.sym.Value, s)
+				return b.bindTarget(fu.name, ts, fu.sym.Value, s)
 			}
 			if !fu.local || !errors.Is(err, ErrUnresolved) {
 				return dest{}, err
@@ -294,7 +330,7 @@ func (b *builder) resolve(o *object, r rel) (dest, error) {
 		ts, lerr := b.t.lookup(d.name, d.local, o.file)
 		if sec.Flags&elf.SHF_WRITE != 0 {
 			if lerr == nil {
-				return b.targetDest(d.name, ts, d.sym.Value, s)
+				return b.bindTarget(d.name, ts, d.sym.Value, s)
 			}
 			if inOrig || !errors.Is(lerr, ErrUnresolved) {
 				return dest{}, lerr
@@ -318,7 +354,7 @@ func (b *builder) resolve(o *object, r rel) (dest, error) {
 			oc, err1 := od.obj.content(od.sec, int64(od.sym.Value), 0)
 			fc, err2 := o.content(rf.sec, int64(d.sym.Value), 0)
 			if err1 == nil && err2 == nil && oc == fc {
-				return b.targetDest(d.name, ts, d.sym.Value, s)
+				return b.bindTarget(d.name, ts, d.sym.Value, s)
 			}
 		}
 		return patch(b.copyRodata(o, rf.sec), d.name), nil
@@ -332,7 +368,7 @@ func (b *builder) resolve(o *object, r rel) (dest, error) {
 	// refExtern
 	ts, err := b.t.lookup(s.Name, false, "")
 	if err == nil {
-		return b.targetDest(s.Name, ts, 0, s)
+		return b.bindTarget(s.Name, ts, 0, s)
 	}
 	if slot, ok := b.t.gotSlot[s.Name]; ok && errors.Is(err, ErrUnresolved) {
 		return dest{name: s.Name, imported: true, slot: b.t.off(slot)}, nil
@@ -366,8 +402,6 @@ func (b *builder) plan(p *piece) error {
 		switch {
 		case d.gotBase && kind != kGOTBase:
 			return fmt.Errorf("%w: %s: relocation %s against %s", ErrUnsupported, o.f.Sections[p.sec].Name, typeName(b.arch, r.typ), gotBaseName)
-		case kind == kGOTBrel && d.imported:
-			return fmt.Errorf("%w: %s: GOT_BREL load of %s, which the target imports", ErrUnsupported, o.f.Sections[p.sec].Name, d.name)
 		case kind == kGOT || kind == kGOTBrel:
 			if !d.imported {
 				b.slot(d)
@@ -563,8 +597,16 @@ func (b *builder) emit(bundle *ulp.Bundle) error {
 				if pl.r.off+4 > p.obj.f.Sections[p.sec].Size {
 					return fmt.Errorf("%w: %s: relocation at %#x runs past the section", ErrInput, secName, pl.r.off)
 				}
-				slot := b.gotStart + uint64(b.slotIdx[pl.d.id()])*b.ptrSize()
 				field := img(r.Offset)[:4]
+				if pl.d.imported {
+					// The target's GOT entry, from the patch's GOT origin:
+					// REL32 gives entry - here; here - origin is known now.
+					v := binary.LittleEndian.Uint32(field) + uint32(r.Offset-b.gotStart)
+					binary.LittleEndian.PutUint32(field, v)
+					r.Type, r.Base, r.Sym = uint32(elf.R_ARM_REL32), ulp.BaseTarget, pl.d.slot
+					break
+				}
+				slot := b.gotStart + uint64(b.slotIdx[pl.d.id()])*b.ptrSize()
 				v := binary.LittleEndian.Uint32(field) + uint32(slot-b.gotStart)
 				binary.LittleEndian.PutUint32(field, v)
 				continue

@@ -17,6 +17,7 @@ type tsym struct {
 	local       bool
 	file        string // for a local from .symtab: the STT_FILE before it
 	table       string // ".dynsym", ".symtab" or "debug .symtab"
+	vis         elf.SymVis
 }
 
 // target is the ELF being patched.
@@ -28,9 +29,17 @@ type target struct {
 	base    uint64 // page-aligned p_vaddr of the first PT_LOAD
 	// tables in lookup order: .dynsym, .symtab, the debug file's .symtab.
 	tables []map[string][]tsym
-	// gotSlot: for a symbol the target imports, the address of its GOT
-	// entry (from GLOB_DAT and JUMP_SLOT dynamic relocations).
+	// gotSlot: for a symbol the target binds at run time (one it
+	// imports, or one it exports and reaches through its GOT), the
+	// address of its GOT entry (from GLOB_DAT, JUMP_SLOT and absolute
+	// dynamic relocations in the GOT).
 	gotSlot map[string]uint64
+	// exec: the target is a program (ET_EXEC or a PIE): its own
+	// definitions are never interposed. symbolic: linked -Bsymbolic.
+	exec, symbolic bool
+	// calls: the addresses the target's code calls or jumps to directly
+	// (filled on first use).
+	calls map[uint64]bool
 }
 
 // pageSize is what load bases are aligned to: the smallest page of every
@@ -67,6 +76,16 @@ func loadTarget(f, debug *elf.File, fileName string) (*target, error) {
 	}
 	if first {
 		return nil, fmt.Errorf("%w: target %s has no PT_LOAD segment", ErrInput, fileName)
+	}
+	t.exec = f.Type == elf.ET_EXEC
+	if v, err := f.DynValue(elf.DT_FLAGS_1); err == nil && len(v) > 0 && v[0]&uint64(elf.DF_1_PIE) != 0 {
+		t.exec = true
+	}
+	if v, err := f.DynValue(elf.DT_FLAGS); err == nil && len(v) > 0 && v[0]&uint64(elf.DF_SYMBOLIC) != 0 {
+		t.symbolic = true
+	}
+	if v, err := f.DynValue(elf.DT_SYMBOLIC); err == nil && len(v) > 0 {
+		t.symbolic = true
 	}
 	dyn, err := f.DynamicSymbols()
 	if err == nil {
@@ -151,7 +170,7 @@ func symTable(syms []elf.Symbol, table string, dynamic bool) map[string][]tsym {
 			continue
 		}
 		local := elf.ST_BIND(s.Info) == elf.STB_LOCAL
-		e := tsym{value: s.Value, size: s.Size, typ: typ, local: local, table: table}
+		e := tsym{value: s.Value, size: s.Size, typ: typ, local: local, table: table, vis: elf.ST_VISIBILITY(s.Other)}
 		if local {
 			e.file = file
 		}
@@ -234,15 +253,81 @@ func (t *target) read(vaddr, n uint64) ([]byte, error) {
 	return nil, fmt.Errorf("%w: target address %#x+%d is in no loaded segment", ErrInput, vaddr, n)
 }
 
-// Dynamic relocation types that fill a GOT entry with a symbol's address.
-var gotTypes = map[elf.Machine][2]uint32{
-	elf.EM_X86_64:  {uint32(elf.R_X86_64_GLOB_DAT), uint32(elf.R_X86_64_JMP_SLOT)},
-	elf.EM_AARCH64: {uint32(elf.R_AARCH64_GLOB_DAT), uint32(elf.R_AARCH64_JUMP_SLOT)},
-	elf.EM_ARM:     {uint32(elf.R_ARM_GLOB_DAT), uint32(elf.R_ARM_JUMP_SLOT)},
+// Dynamic relocation types that fill a GOT entry with a symbol's
+// address: GLOB_DAT, JUMP_SLOT, and the absolute type (which counts only
+// inside a GOT section).
+var gotTypes = map[elf.Machine][3]uint32{
+	elf.EM_X86_64:  {uint32(elf.R_X86_64_GLOB_DAT), uint32(elf.R_X86_64_JMP_SLOT), uint32(elf.R_X86_64_64)},
+	elf.EM_AARCH64: {uint32(elf.R_AARCH64_GLOB_DAT), uint32(elf.R_AARCH64_JUMP_SLOT), uint32(elf.R_AARCH64_ABS64)},
+	elf.EM_ARM:     {uint32(elf.R_ARM_GLOB_DAT), uint32(elf.R_ARM_JUMP_SLOT), uint32(elf.R_ARM_ABS32)},
 }
 
-// readGOT records, for each symbol the target imports, the GOT entry the
-// dynamic linker fills with its address.
+// inGOT reports whether vaddr lies in the target's .got or .got.plt.
+func (t *target) inGOT(vaddr uint64) bool {
+	for _, s := range t.f.Sections {
+		if (s.Name == ".got" || s.Name == ".got.plt") && vaddr >= s.Addr && vaddr < s.Addr+s.Size {
+			return true
+		}
+	}
+	return false
+}
+
+// preemptible reports whether the process may bind name, which ts
+// defines in the target, to another definition: an exported (.dynsym)
+// global of default visibility in a shared library not linked
+// -Bsymbolic. The program's own definitions, locals, hidden and
+// protected symbols are bound where they are.
+func (t *target) preemptible(ts tsym) bool {
+	return !t.exec && !t.symbolic && !ts.local && ts.table == ".dynsym" && ts.vis == elf.STV_DEFAULT
+}
+
+// bindsLocally reports whether the target's own code uses ts's definition
+// directly although it is exported: a local or hidden alias at the same
+// address (glibc's __GI_ names), or a direct call or jump to it anywhere
+// in its code.
+func (t *target) bindsLocally(name string, ts tsym) bool {
+	for _, tab := range t.tables {
+		for alias, es := range tab {
+			for _, e := range es {
+				// Of the same type: ARM mapping symbols ($x, $t, $d) are
+				// local NOTYPE symbols at code addresses, not aliases.
+				if alias != name && e.value == ts.value && e.typ == ts.typ && (e.local || e.vis == elf.STV_HIDDEN || e.vis == elf.STV_INTERNAL) {
+					return true
+				}
+			}
+		}
+	}
+	if ts.typ != elf.STT_FUNC {
+		return false
+	}
+	if t.calls == nil {
+		t.calls = directCalls(t.f, t.arch)
+	}
+	return t.calls[ts.value&^1]
+}
+
+// directCalls collects the destinations of the direct calls and jumps in
+// f's executable segments (a linear sweep; on amd64 an undecodable byte
+// is skipped).
+func directCalls(f *elf.File, arch string) map[uint64]bool {
+	out := map[uint64]bool{}
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_LOAD || p.Flags&elf.PF_X == 0 {
+			continue
+		}
+		code := make([]byte, p.Filesz)
+		if _, err := p.ReadAt(code, 0); err != nil {
+			continue
+		}
+		for _, d := range callTargets(arch, code) {
+			out[p.Vaddr+d] = true
+		}
+	}
+	return out
+}
+
+// readGOT records, for each symbol the target binds at run time, the GOT
+// entry the dynamic linker fills with its address.
 func (t *target) readGOT(dyn []elf.Symbol) {
 	types := gotTypes[t.f.Machine]
 	for _, s := range t.f.Sections {
@@ -258,13 +343,13 @@ func (t *target) readGOT(dyn []elf.Symbol) {
 			continue
 		}
 		for _, r := range rs {
-			if (r.typ != types[0] && r.typ != types[1]) || r.sym < 1 || r.sym > len(dyn) {
+			if (r.typ != types[0] && r.typ != types[1] && r.typ != types[2]) || r.sym < 1 || r.sym > len(dyn) {
 				continue
 			}
-			s := dyn[r.sym-1]
-			if s.Section != elf.SHN_UNDEF {
-				continue // defined here: resolved directly
+			if r.typ == types[2] && (r.addend != 0 || !t.inGOT(r.off)) {
+				continue // an absolute pointer in data, not a GOT entry
 			}
+			s := dyn[r.sym-1]
 			if _, ok := t.gotSlot[s.Name]; !ok || r.typ == types[0] {
 				t.gotSlot[s.Name] = r.off
 			}
