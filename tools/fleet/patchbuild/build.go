@@ -135,10 +135,10 @@ func BuildFiles(in Files) (*ulp.Bundle, *Report, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	load := func(objs []Object, which string) (*build, error) {
+	load := func(objs []Object, which string, cu func(int, Object) string) (*build, error) {
 		var out []*object
-		for _, o := range objs {
-			ob, err := loadObject(o, t.arch)
+		for i, o := range objs {
+			ob, err := loadObject(o, t.arch, cu(i, o))
 			if err != nil {
 				return nil, err
 			}
@@ -146,11 +146,13 @@ func BuildFiles(in Files) (*ulp.Bundle, *Report, error) {
 		}
 		return newBuild(out, which)
 	}
-	orig, err := load(in.Orig, "original")
+	orig, err := load(in.Orig, "original", func(int, Object) string { return "" })
 	if err != nil {
 		return nil, nil, err
 	}
-	fixed, err := load(in.Fixed, "fixed")
+	// The fixed build's statics are matched by the compilation unit of
+	// the original they pair with, not by their own source file's name.
+	fixed, err := load(in.Fixed, "fixed", func(i int, o Object) string { return pairCU(o, i, orig.objs, len(in.Fixed)) })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -300,6 +302,15 @@ func (b *builder) resolve(o *object, r rel) (dest, error) {
 	case refFunc:
 		fu := rf.fu
 		_, inOrig := b.orig.funcs[fu.key]
+		if !inOrig && fu.local {
+			// A "new" static the target already has from this unit is
+			// one the original objects lack: a copy beside it would
+			// leave the target's other callers on the old code.
+			if ts, err := b.t.lookup(fu.name, true, o.file, 0); err == nil {
+				return dest{}, fmt.Errorf("%w: static %s of %s is in the target (%#x) but in no original object: pass the original object that defines it",
+					ErrUnresolved, fu.name, o.file, ts.value)
+			}
+		}
 		if b.replace[fu] || !inOrig {
 			if !inOrig && !b.placedFuncs[fu] {
 				b.rep.New = append(b.rep.New, fu.name)
@@ -308,7 +319,7 @@ func (b *builder) resolve(o *object, r rel) (dest, error) {
 			return patch(b.pieces[o][rf.sec], fu.name), nil
 		}
 		if rf.sec == fu.secs[0] {
-			ts, err := b.t.lookup(fu.name, fu.local, o.file)
+			ts, err := b.t.lookup(fu.name, fu.local, o.file, fu.sym.Size)
 			if err == nil {
 				return b.bindTarget(fu.name, ts, fu.sym.Value, s)
 			}
@@ -327,7 +338,7 @@ func (b *builder) resolve(o *object, r rel) (dest, error) {
 		d := rf.d
 		sec := o.f.Sections[rf.sec]
 		od, inOrig := b.orig.data[d.key]
-		ts, lerr := b.t.lookup(d.name, d.local, o.file)
+		ts, lerr := b.t.lookup(d.name, d.local, o.file, d.sym.Size)
 		if sec.Flags&elf.SHF_WRITE != 0 {
 			if lerr == nil {
 				return b.bindTarget(d.name, ts, d.sym.Value, s)
@@ -366,7 +377,7 @@ func (b *builder) resolve(o *object, r rel) (dest, error) {
 		return patch(b.copyRodata(o, rf.sec), sec.Name), nil
 	}
 	// refExtern
-	ts, err := b.t.lookup(s.Name, false, "")
+	ts, err := b.t.lookup(s.Name, false, "", 0)
 	if err == nil {
 		return b.bindTarget(s.Name, ts, 0, s)
 	}
@@ -660,7 +671,11 @@ func (b *builder) emit(bundle *ulp.Bundle) error {
 
 // funcEntry builds the Func that redirects fu's original in the target.
 func (b *builder) funcEntry(fu *funcUnit, bundle *ulp.Bundle) (ulp.Func, error) {
-	ts, err := b.t.lookup(fu.name, fu.local, fu.obj.file)
+	size := fu.sym.Size // the original's: the fix may have changed it
+	if ofu := b.orig.funcs[fu.key]; ofu != nil {
+		size = ofu.sym.Size
+	}
+	ts, err := b.t.lookup(fu.name, fu.local, fu.obj.file, size)
 	if err != nil {
 		return ulp.Func{}, fmt.Errorf("replaced function: %w", err)
 	}

@@ -2,6 +2,7 @@ package patchbuild
 
 import (
 	"bytes"
+	"debug/dwarf"
 	"debug/elf"
 	"fmt"
 	"path"
@@ -40,6 +41,8 @@ type target struct {
 	// calls: the addresses the target's code calls or jumps to directly
 	// (filled on first use).
 	calls map[uint64]bool
+	debug *elf.File   // the separate debug file, if any
+	units []unitRange // DWARF compilation units' code ranges (filled on first use)
 }
 
 // pageSize is what load bases are aligned to: the smallest page of every
@@ -107,6 +110,7 @@ func loadTarget(f, debug *elf.File, fileName string) (*target, error) {
 			return nil, fmt.Errorf("%w: debug file has no .symtab: %w", ErrInput, err)
 		}
 		t.tables = append(t.tables, symTable(st, "debug .symtab", false))
+		t.debug = debug
 	}
 	return t, nil
 }
@@ -179,11 +183,14 @@ func symTable(syms []elf.Symbol, table string, dynamic bool) map[string][]tsym {
 	return m
 }
 
-// lookup finds name in the target's tables in order. A local symbol of
-// the object (local set) is looked up among locals, a global among
-// globals; several different addresses are told apart by the source file
-// name when the table records it.
-func (t *target) lookup(name string, local bool, file string) (tsym, error) {
+// lookup finds name in the target's tables in order. A global of the
+// object is looked up among globals. A local (static) is matched by what
+// identifies it in the target: its name, the compilation unit the table
+// records for it (the STT_FILE before it in .symtab, or the DWARF unit
+// holding its address) against cu, and its size (when size is not 0).
+// A static recorded under another unit is not a match: binding to it
+// would patch or call another file's function of the same name.
+func (t *target) lookup(name string, local bool, cu string, size uint64) (tsym, error) {
 	for _, tab := range t.tables {
 		var cands []tsym
 		for _, e := range tab[name] {
@@ -195,31 +202,100 @@ func (t *target) lookup(name string, local bool, file string) (tsym, error) {
 			continue
 		}
 		cands = distinct(cands)
-		if len(cands) > 1 && local {
+		if local {
 			var same []tsym
+			recorded := false
 			for _, c := range cands {
-				if c.file == file {
+				file := c.file
+				if file == "" {
+					file = t.unitOf(c.value)
+				}
+				recorded = recorded || file != ""
+				if file != "" && sameUnit(file, cu) {
 					same = append(same, c)
 				}
 			}
-			if len(same) > 0 {
-				cands = distinct(same)
+			if recorded {
+				cands = same
+			}
+			if len(cands) > 1 && size != 0 {
+				var sized []tsym
+				for _, c := range cands {
+					if c.size == size {
+						sized = append(sized, c)
+					}
+				}
+				cands = sized
+			}
+			if len(cands) == 0 {
+				continue
 			}
 		}
 		if len(cands) == 1 {
 			return cands[0], nil
 		}
-		{
-			return tsym{}, fmt.Errorf("%w: %s has %d addresses in the target's %s (%#x, %#x, ...)",
-				ErrAmbiguous, name, len(cands), cands[0].table, cands[0].value, cands[1].value)
+		return tsym{}, fmt.Errorf("%w: %s has %d addresses in the target's %s (%#x, %#x, ...)",
+			ErrAmbiguous, name, len(cands), cands[0].table, cands[0].value, cands[1].value)
+	}
+	if local {
+		return tsym{}, fmt.Errorf("%w: static %s of %s (no symbol of that name from that compilation unit in .symtab or the debug file; pass --debug with the target's debug symbols)",
+			ErrUnresolved, name, cu)
+	}
+	return tsym{}, fmt.Errorf("%w: global %s (not in .dynsym, .symtab or the debug file; pass --debug with the target's debug symbols)",
+		ErrUnresolved, name)
+}
+
+// sameUnit compares compilation unit names as a symbol table and DWARF
+// record them (a path as the compiler was given it) by their base names
+// when the paths differ.
+func sameUnit(a, b string) bool {
+	return a == b || path.Base(a) == path.Base(b)
+}
+
+// unitOf returns the name of the DWARF compilation unit whose code holds
+// addr, from the target or its debug file, or "".
+func (t *target) unitOf(addr uint64) string {
+	if t.units == nil {
+		t.units = []unitRange{}
+		for _, f := range []*elf.File{t.f, t.debug} {
+			if f == nil {
+				continue
+			}
+			d, err := f.DWARF()
+			if err != nil {
+				continue
+			}
+			r := d.Reader()
+			for {
+				e, err := r.Next()
+				if err != nil || e == nil {
+					break
+				}
+				if e.Tag != dwarf.TagCompileUnit {
+					r.SkipChildren()
+					continue
+				}
+				name, _ := e.Val(dwarf.AttrName).(string)
+				if rs, err := d.Ranges(e); err == nil {
+					for _, rg := range rs {
+						t.units = append(t.units, unitRange{rg[0], rg[1], name})
+					}
+				}
+				r.SkipChildren()
+			}
 		}
 	}
-	kind := "global"
-	if local {
-		kind = "static"
+	for _, u := range t.units {
+		if addr >= u.lo && addr < u.hi {
+			return u.name
+		}
 	}
-	return tsym{}, fmt.Errorf("%w: %s %s (not in .dynsym, .symtab or the debug file; pass --debug with the target's debug symbols)",
-		ErrUnresolved, kind, name)
+	return ""
+}
+
+type unitRange struct {
+	lo, hi uint64
+	name   string
 }
 
 func distinct(in []tsym) []tsym {
