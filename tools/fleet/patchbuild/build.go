@@ -569,6 +569,29 @@ func (b *builder) contained(p *piece, r rel) bool {
 	return false
 }
 
+// jumpTable reports whether p is read-only data holding only a jump
+// table (PC-relative entries into code): code takes its address only to
+// index it and jump, never to store it.
+func (b *builder) jumpTable(p *piece) bool {
+	if p == nil || p.region != regRodata {
+		return false
+	}
+	rs := p.obj.relocs[p.sec]
+	if len(rs) == 0 {
+		return false
+	}
+	for _, r := range rs {
+		if !isPCRel32(b.arch, r.typ) || r.sym < 0 || r.sym >= len(p.obj.syms) {
+			return false
+		}
+		sec, ok := p.obj.section(p.obj.syms[r.sym].Section)
+		if !ok || sec.Flags&elf.SHF_EXECINSTR == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // emit writes the relocations of every piece, the veneers and the GOT,
 // and decides the bundle's NoEscape.
 func (b *builder) emit(bundle *ulp.Bundle) error {
@@ -635,7 +658,7 @@ func (b *builder) emit(bundle *ulp.Bundle) error {
 				}
 			default:
 				r.Base, r.Sym = pl.d.base, pl.d.value()
-				if r.Base == ulp.BasePatch && !b.contained(p, pl.r) {
+				if r.Base == ulp.BasePatch && !b.contained(p, pl.r) && !b.jumpTable(pl.d.p) {
 					escapes = append(escapes, fmt.Sprintf("%s+%#x takes the address of %s", secName, pl.r.off, pl.d.name))
 				}
 			}

@@ -112,6 +112,11 @@ func TestEntries(t *testing.T) {
 			if in != tt.loop || !slices.Contains(seen, in) {
 				t.Errorf("en_loop: branch into the trampoline bytes found at +%d, want +%d; objdump shows branches to %v", in, tt.loop, seen)
 			}
+			// Calls, branches and jump tables only: no pointer into the
+			// patch can escape, its mapping may go after a revert.
+			if !b.NoEscape || !rep.NoEscape || len(rep.Escapes) != 0 {
+				t.Errorf("no-escape %v (report %v, escapes %q), want true", b.NoEscape, rep.NoEscape, rep.Escapes)
+			}
 			// en_odd is never guarded whole; Thumb's en_switch is, for its
 			// TBB table (inline in the code, its targets are not decoded).
 			if !slices.ContainsFunc(rep.Guarded, func(g string) bool { return strings.HasPrefix(g, "en_loop:") }) ||

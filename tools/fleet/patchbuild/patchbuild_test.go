@@ -195,9 +195,14 @@ func TestBuildDemo(t *testing.T) {
 					t.Errorf("%s: not bound through the target's GOT entry at %#x (definition %#x)", name, got[name], syms[name])
 				}
 			}
-			// The new string literal travels in the patch's code.
+			// The new string literal travels in the patch's code; its
+			// address is handed to snprintf, so the patch is not
+			// no-escape (a pointer to the literal could be kept).
 			if !bytes.Contains(b.Code, []byte("hello, fixed %s %d %d\x00")) {
 				t.Errorf("the new string literal is not in the patch")
+			}
+			if b.NoEscape || len(rep.Escapes) == 0 {
+				t.Errorf("no-escape %v with escapes %q, want false with the literal's reference", b.NoEscape, rep.Escapes)
 			}
 			if rep.GOTSlots != 0 {
 				t.Errorf("%d GOT slots, want none (every symbol is reached through the target's GOT)", rep.GOTSlots)
