@@ -27,7 +27,7 @@ const (
 	BindBundle    = "bind.ulp"    // bd_tick: +10000, counts by 2
 	PutcharBundle = "putchar.ulp" // putchar: 'a' → 'b'
 	BindBefore    = "tick=709 "   // bd_name 7 (the program's), bd_pre 9 (preloaded)
-	BindAfter     = "tick=10709 "
+	BindAfter     = "tick=10714 " // and bd_late 5, bound lazily on its first call
 )
 
 // buildBinding builds BindingDir under dir for goarch, with putchar.ulp
@@ -44,7 +44,7 @@ func buildBinding(ctx context.Context, goarch, dir, libc string) error {
 	libPath := filepath.Join(c.dir, lib)
 	flags := []string{"-O2", "-fPIC", "-ffunction-sections", "-fdata-sections", "-fno-builtin"}
 	for _, s := range [][]string{
-		append(flags, "-shared", "-Wl,--build-id=0x"+hex.EncodeToString(id), "-Wl,-soname,"+lib, "-o", libPath, filepath.Join(src, "libbind.c")),
+		append(flags, "-shared", "-Wl,-z,lazy", "-Wl,--build-id=0x"+hex.EncodeToString(id), "-Wl,-soname,"+lib, "-o", libPath, filepath.Join(src, "libbind.c")),
 		{"-O2", "-fPIC", "-shared", "-o", filepath.Join(c.dir, BindPreload), filepath.Join(src, "libpre.c")},
 		{"-O2", "-fno-builtin", "-o", filepath.Join(c.dir, BindProg), filepath.Join(src, "bindprog.c"), "-L" + c.dir, "-l:" + lib, "-Wl,-rpath,$ORIGIN"},
 	} {
