@@ -428,6 +428,15 @@ func (b *builder) plan(p *piece) error {
 			if err != nil {
 				return fmt.Errorf("%s: branch to %s: %w", o.f.Sections[p.sec].Name, d.name, err)
 			}
+			if !d.imported && extra == 0 && !b.t.landingPad(d.sym) {
+				// The veneer's BR would fault on the target's
+				// BTI-guarded page: branch to a copy in the patch.
+				if d, err = b.copyForBranch(o, r); err != nil {
+					return fmt.Errorf("%s: %w", o.f.Sections[p.sec].Name, err)
+				}
+				pl.d = d
+				break
+			}
 			v := veneer{imported: d.imported, slot: d.slot, arm: armState(b.arch, r.typ)}
 			if !d.imported {
 				// The slot holds where the branch went: the function
@@ -454,6 +463,25 @@ func (b *builder) plan(p *piece) error {
 		p.relocs = append(p.relocs, pl)
 	}
 	return nil
+}
+
+// copyForBranch resolves the destination of branch r to a copy of the
+// (unchanged) function in the patch, for a target function the veneer
+// cannot reach: a static of an arm64 BTI target without a landing pad.
+func (b *builder) copyForBranch(o *object, r rel) (dest, error) {
+	rf, err := o.refOf(r)
+	if err != nil {
+		return dest{}, err
+	}
+	if rf.kind != refFunc {
+		return dest{}, fmt.Errorf("%w: a branch to %s, which starts without a BTI landing pad on a BTI-guarded target and is in no object to copy",
+			ErrUnsupported, rf.sym.Name)
+	}
+	if !b.placedFuncs[rf.fu] {
+		b.rep.Copied = append(b.rep.Copied, rf.fu.name)
+	}
+	b.placeFunc(rf.fu)
+	return dest{name: rf.fu.name, base: ulp.BasePatch, p: b.pieces[o][rf.sec], add: rf.sym.Value}, nil
 }
 
 func (b *builder) slot(d dest) int {

@@ -142,3 +142,35 @@ func TestEntries(t *testing.T) {
 		}
 	})
 }
+
+// TestBTIStatic: far.c's fix calls the static far_bump, which gcc starts
+// without a landing pad (only direct calls reach it). In an arm64 library
+// marked for BTI (-z force-bti) its code pages are guarded, and the
+// veneer's BR would fault there: the builder branches to a copy of
+// far_bump in the patch instead. It used to go through a veneer.
+// Without the BTI mark the veneer stays.
+func TestBTIStatic(t *testing.T) {
+	tc := toolchains[1]
+	tc.need(t)
+	for _, bti := range []bool{true, false} {
+		dir := t.TempDir()
+		flags := []string{"-mbranch-protection=standard"}
+		libFlags := flags
+		if bti {
+			libFlags = append(libFlags, "-Wl,-z,force-bti")
+		}
+		lib := tc.compile(t, dir, "far.c", "libfar.so", libFlags...)
+		orig := tc.compile(t, dir, "far.c", "orig.o", flags...)
+		fixed := tc.compile(t, dir, "far.c", "fixed.o", append([]string{"-DFIX"}, flags...)...)
+		b, rep, err := patchbuild.Build(patchbuild.Input{Name: "far", Target: lib, Orig: []string{orig}, Fixed: []string{fixed}})
+		if err != nil {
+			t.Fatalf("bti %v: Build: %v", bti, err)
+		}
+		checkRoundTrip(t, b)
+		bump := tc.nm(t, lib, false)["far_bump"]
+		copied := slices.Contains(rep.Copied, "far_bump")
+		if copied != bti || hasTargetReloc(b, bump) == bti || (rep.Veneers == 0) != bti {
+			t.Errorf("bti %v: far_bump copied %v, veneers %d, a relocation to it %v", bti, copied, rep.Veneers, hasTargetReloc(b, bump))
+		}
+	}
+}

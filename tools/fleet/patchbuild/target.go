@@ -116,18 +116,27 @@ func loadTarget(f, debug *elf.File, fileName string) (*target, error) {
 }
 
 // buildID returns the NT_GNU_BUILD_ID note's descriptor, or nil.
-func buildID(f *elf.File) []byte {
+func buildID(f *elf.File) []byte { return gnuNote(f, 3) }
+
+// gnuNote returns the descriptor of f's first GNU note of type typ
+// (3 NT_GNU_BUILD_ID, 5 NT_GNU_PROPERTY_TYPE_0), or nil.
+func gnuNote(f *elf.File, want uint32) []byte {
+	// Notes align to 4 bytes, property notes to 8 on 64-bit ELF.
+	pad := uint64(3)
+	if want == 5 && f.Class == elf.ELFCLASS64 {
+		pad = 7
+	}
 	scan := func(b []byte) []byte {
 		bo := f.ByteOrder
 		for len(b) >= 12 {
 			nsz, dsz, typ := bo.Uint32(b), bo.Uint32(b[4:]), bo.Uint32(b[8:])
-			n := (uint64(nsz) + 3) &^ 3
-			d := (uint64(dsz) + 3) &^ 3
+			n := (12+uint64(nsz)+pad)&^pad - 12
+			d := (uint64(dsz) + pad) &^ pad
 			if 12+n+d > uint64(len(b)) {
 				return nil
 			}
 			name := b[12 : 12+nsz]
-			if typ == 3 && string(name) == "GNU\x00" {
+			if typ == want && string(name) == "GNU\x00" {
 				return append([]byte(nil), b[12+n:12+n+uint64(dsz)]...)
 			}
 			b = b[12+n+d:]
@@ -135,7 +144,7 @@ func buildID(f *elf.File) []byte {
 		return nil
 	}
 	for _, s := range f.Sections {
-		if s.Type == elf.SHT_NOTE {
+		if s.Type == elf.SHT_NOTE && (want != 5 || s.Name == ".note.gnu.property") {
 			if b, err := s.Data(); err == nil {
 				if id := scan(b); id != nil {
 					return id
@@ -327,6 +336,46 @@ func (t *target) read(vaddr, n uint64) ([]byte, error) {
 		return b, nil
 	}
 	return nil, fmt.Errorf("%w: target address %#x+%d is in no loaded segment", ErrInput, vaddr, n)
+}
+
+// bti reports an arm64 target marked for BTI (GNU_PROPERTY_AARCH64_
+// FEATURE_1_AND with the BTI bit): the loader maps its code guarded, and
+// an indirect branch must land on a BTI or PACIxSP instruction.
+func (t *target) bti() bool {
+	if t.arch != ulp.ARM64 {
+		return false
+	}
+	d := gnuNote(t.f, 5)
+	for len(d) >= 8 {
+		typ, n := t.f.ByteOrder.Uint32(d), uint64(t.f.ByteOrder.Uint32(d[4:]))
+		if 8+n > uint64(len(d)) {
+			return false
+		}
+		if typ == 0xc0000000 && n >= 4 && t.f.ByteOrder.Uint32(d[8:])&1 != 0 {
+			return true
+		}
+		d = d[8+(n+7)&^7:]
+	}
+	return false
+}
+
+// landingPad reports whether a branch through a register (the veneer's
+// BR x17) may land at off in the target: always, unless the target is
+// BTI-guarded and the instruction there is none of BTI c, BTI jc,
+// PACIASP, PACIBSP.
+func (t *target) landingPad(off uint64) bool {
+	if !t.bti() {
+		return true
+	}
+	b, err := t.read(t.base+off, 4)
+	if err != nil {
+		return false
+	}
+	switch t.f.ByteOrder.Uint32(b) {
+	case 0xd503245f, 0xd50324df, 0xd503233f, 0xd503237f:
+		return true
+	}
+	return false
 }
 
 // Dynamic relocation types that fill a GOT entry with a symbol's
