@@ -12,6 +12,7 @@ require (
 	github.com/theupdateframework/go-tuf/v2 v2.4.2
 	github.com/u-root/u-root v0.16.0
 	go.bug.st/serial v1.8.0
+	golang.org/x/arch v0.33.0
 	golang.org/x/crypto v0.50.0
 	golang.org/x/sys v0.49.0
 	golang.org/x/term v0.42.0

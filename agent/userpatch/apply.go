@@ -216,23 +216,25 @@ func (p *Patcher) attemptApply(ctx context.Context, t *Target, b *ulp.Bundle, a 
 			}
 		}
 		sites := make([]Site, len(b.Funcs))
+		guards := make([]region, len(b.Funcs))
 		for i, f := range b.Funcs {
 			at := t.Base + f.Target + f.Keep
 			tr, err := ulp.Trampoline(b.Arch, f.Thumb, at, a.Mem+f.New)
 			if err != nil {
 				return fmt.Errorf("userpatch: %s: %w", f.Symbol, err)
 			}
-			if uint64(len(tr))+f.Keep > f.CheckLen {
-				return fmt.Errorf("userpatch: %s: a %d-byte trampoline after %d kept bytes overruns the %d checked bytes: %w",
-					f.Symbol, len(tr), f.Keep, f.CheckLen, ErrMismatch)
+			if uint64(len(tr))+f.Keep > f.Size {
+				return fmt.Errorf("userpatch: %s: a %d-byte trampoline after %d kept bytes overruns the %d-byte function: %w",
+					f.Symbol, len(tr), f.Keep, f.Size, ErrMismatch)
 			}
+			guards[i] = guardOf(t.Base, f, len(tr))
 			orig, err := s.read(at, len(tr))
 			if err != nil {
 				return err
 			}
 			sites[i] = Site{Symbol: f.Symbol, Addr: at, Orig: orig, Tramp: tr}
 		}
-		if busy, err := s.inUse(regionsOf(sites), t.maps, o.MaxStack); err != nil || busy {
+		if busy, err := s.inUse(guards, t.maps, o.MaxStack); err != nil || busy {
 			return err
 		}
 		for _, st := range sites {
@@ -251,17 +253,25 @@ func (p *Patcher) attemptApply(ctx context.Context, t *Target, b *ulp.Bundle, a 
 	return done, err
 }
 
-// checkTargets compares each replaced function's leading bytes in the
-// process with the bundle's hash.
+// guardOf is the range no thread may be inside while f's trampoline of
+// n bytes is written: from after the kept entry bytes to the bundle's
+// guard (the whole function when one of its own branches lands in the
+// overwritten bytes), and at least the trampoline.
+func guardOf(base uint64, f ulp.Func, n int) region {
+	return region{base + f.Target + f.Keep, base + f.Target + max(f.Guard, f.Keep+uint64(n))}
+}
+
+// checkTargets compares every byte of each replaced function in the
+// process with the bundle's hash of the function it was built against.
 func checkTargets(s *stopped, base uint64, b *ulp.Bundle) error {
 	for _, f := range b.Funcs {
-		got, err := s.read(base+f.Target, int(f.CheckLen))
+		got, err := s.read(base+f.Target, int(f.Size))
 		if err != nil {
 			return err
 		}
 		if sum := sha256.Sum256(got); !bytes.Equal(sum[:], f.Check) {
-			return fmt.Errorf("userpatch: pid %d: %s at %#x: the first %d bytes are not the ones %s was built against: %w",
-				s.pid, f.Symbol, base+f.Target, f.CheckLen, b.Name, ErrMismatch)
+			return fmt.Errorf("userpatch: pid %d: %s at %#x: its %d bytes are not the ones %s was built against: %w",
+				s.pid, f.Symbol, base+f.Target, f.Size, b.Name, ErrMismatch)
 		}
 	}
 	return nil
@@ -454,6 +464,30 @@ func regionsOf(sites []Site) []region {
 // (an instruction boundary before the write) is safe, one past it is not.
 func (r region) inside(v uint64) bool { return v > r.lo && v < r.hi }
 
+// syscallInsns are the system call instructions, as the bytes that end
+// at a thread's PC while it is stopped in one: the kernel restarts an
+// interrupted call by moving the PC back over them.
+var syscallInsns = map[string][][]byte{
+	ulp.AMD64: {{0x0f, 0x05}},                           // syscall
+	ulp.ARM64: {{0x01, 0x00, 0x00, 0xd4}},               // svc #0
+	ulp.ARM:   {{0x00, 0x00, 0x00, 0xef}, {0x00, 0xdf}}, // svc #0 (ARM), svc #0 (Thumb)
+}
+
+// restartsBefore reports whether the thread stopped at pc may be in a
+// system call the kernel restarts at the instruction before pc.
+func (s *stopped) restartsBefore(pc uint64) bool {
+	for _, insn := range syscallInsns[nativeArch] {
+		n := uint64(len(insn))
+		if pc < n {
+			continue
+		}
+		if b, err := s.read(pc-n, int(n)); err != nil || bytes.Equal(b, insn) {
+			return true // unreadable: assume the worst
+		}
+	}
+	return false
+}
+
 // inUse reports whether any thread's PC or link register, or any word on
 // any thread's stack (from its SP to the end of its stack mapping), points
 // strictly inside one of the regions. It is conservative: a stale word
@@ -467,6 +501,11 @@ func (s *stopped) inUse(rs []region, maps []Mapping, maxStack uint64) (bool, err
 		}
 		return slices.ContainsFunc(rs, func(r region) bool { return r.inside(v) })
 	}
+	// A PC at a region's end counts when the instruction ending there is
+	// a system call: an interrupted one restarts inside the region.
+	hitPC := func(v uint64) bool {
+		return hit(v) || slices.ContainsFunc(rs, func(r region) bool { return v == r.hi && s.restartsBefore(v) })
+	}
 	fresh := false
 	if maps == nil {
 		m, err := readMaps(s.pid)
@@ -476,7 +515,7 @@ func (s *stopped) inUse(rs []region, maps []Mapping, maxStack uint64) (bool, err
 		maps, fresh = m, true
 	}
 	for _, th := range s.threads {
-		if hit(regPC(&th.regs)) || hit(regLR(&th.regs)) {
+		if hitPC(regPC(&th.regs)) || hit(regLR(&th.regs)) {
 			return true, nil
 		}
 		sp := regSP(&th.regs)
