@@ -54,7 +54,7 @@ vet:
 
 ## test: vet, then every test (fuzz seeds included) against real mosquitto, fw_printenv, grub-editenv
 test: deps vet
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 20m ./... github.com/theupdateframework/go-tuf/v2/metadata/updater
 
 ## bench: A/B install throughput vs dd+sha256sum, idle RSS, live-patch stop times, binary sizes and dependency costs (figures only, no timed assertions)
 bench: deps
@@ -70,6 +70,9 @@ bench: deps
 	@echo "== kernel live patch: agent time (verified module → enabled) and kernel transition time, Debian amd64 under QEMU"
 	@log=$$(mktemp); $(GO) test -count=1 -timeout 15m -v -run '^TestKLPAgentAMD64$$' ./test/arm64-qemu/ >$$log 2>&1; \
 	  rc=$$?; if [ $$rc -ne 0 ]; then tail -50 $$log; else grep -E 'klp-bench:' $$log; fi; rm -f $$log; exit $$rc
+	@echo "== graft-agent footprint: sizes against the previous release, package init cost"
+	@log=$$(mktemp); GRAFT_BENCH=1 $(GO) test -count=1 -timeout 10m -v -run '^TestFootprintBench$$' ./cross/ >$$log 2>&1; \
+	  rc=$$?; if [ $$rc -ne 0 ]; then cat $$log; else grep -E '^footprint:' $$log; fi; rm -f $$log; exit $$rc
 	@echo "== device binary sizes and dependency costs"
 	$(GO) run ./cross/cmd/graft-cross -version $(VERSION) -out out -deps
 

@@ -3,7 +3,6 @@ package boards
 import (
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 )
@@ -176,12 +175,31 @@ func (bl Bootloader) FWEnvConfigText() string {
 	return sb.String()
 }
 
-var (
-	nameRE     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	groupRE    = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
-	slotNameRE = regexp.MustCompile(`^[A-Za-z0-9]{1,16}$`)
-	consoleRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,32}$`)
-)
+// token reports whether s is 1 to max bytes, each an ASCII letter (upper
+// case only if upper), a digit or one of punct. A loop, not a counted
+// regexp: those compile at package init into programs that cost the
+// device binary's init time and resident memory.
+func token(s string, max int, upper bool, punct string) bool {
+	if len(s) == 0 || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case c >= 'A' && c <= 'Z' && upper:
+		case c < 0x80 && strings.IndexByte(punct, c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func validBoardName(s string) bool { return token(s, 64, true, "._-") }
+func validGroup(s string) bool     { return token(s, 32, false, "_-") }
+func validSlotName(s string) bool  { return token(s, 16, true, "") }
+func validConsole(s string) bool   { return token(s, 32, true, "._-") }
 
 // Bauds are the console speeds a board may use.
 var Bauds = []int{9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1500000, 3000000}
@@ -201,7 +219,7 @@ func (b Board) Validate() error {
 	if b.Name == "" {
 		return missing("name")
 	}
-	if !nameRE.MatchString(b.Name) {
+	if !validBoardName(b.Name) {
 		return bad("name", "must be 1 to 64 of A-Z a-z 0-9 . _ -")
 	}
 	if b.Arch == "" {
@@ -220,7 +238,7 @@ func (b Board) Validate() error {
 		}
 	}
 	if b.Console != "" {
-		if !consoleRE.MatchString(b.Console) {
+		if !validConsole(b.Console) {
 			return bad("console.device", "must be a device name under /dev, like \"ttyAMA0\"")
 		}
 		if !slices.Contains(Bauds, b.Baud) {
@@ -255,7 +273,7 @@ func (b Board) validateSlots() error {
 	hasRootfs := false
 	for gi, g := range b.SlotGroups {
 		gf := "slots." + g.Name
-		if !groupRE.MatchString(g.Name) {
+		if !validGroup(g.Name) {
 			return fieldErr(b.Name, gf, "group name must be 1 to 32 of a-z 0-9 _ -")
 		}
 		if slices.IndexFunc(b.SlotGroups, func(o SlotGroup) bool { return o.Name == g.Name }) != gi {
@@ -267,7 +285,7 @@ func (b Board) validateSlots() error {
 		}
 		for si, s := range g.Slots {
 			sf := gf + "." + s.Name
-			if !slotNameRE.MatchString(s.Name) {
+			if !validSlotName(s.Name) {
 				return fieldErr(b.Name, sf, "slot name must be 1 to 16 of A-Z a-z 0-9")
 			}
 			if slices.IndexFunc(g.Slots, func(o Slot) bool { return o.Name == s.Name }) != si {

@@ -23,6 +23,7 @@ import (
 	"github.com/graft-dev/graft/agent/health"
 	"github.com/graft-dev/graft/agent/journal"
 	"github.com/graft-dev/graft/agent/klp"
+	"github.com/graft-dev/graft/agent/memtrim"
 	"github.com/graft-dev/graft/agent/outbox"
 	"github.com/graft-dev/graft/agent/userpatch"
 	"github.com/graft-dev/graft/boards"
@@ -78,6 +79,10 @@ var (
 )
 
 // Paths inside the data directory.
+// IdleTrimDelay is how long the agent stays idle before it gives the
+// kernel back its binary's clean pages (agent/memtrim).
+var IdleTrimDelay = 10 * time.Second
+
 func journalPath(dataDir string) string { return filepath.Join(dataDir, "journal.json") }
 func tufDir(dataDir string) string      { return filepath.Join(dataDir, "tuf") }
 
@@ -390,7 +395,11 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 	if rec := d.Journal.Record(); err == nil && rec.Update == nil {
 		reportIdle(report, d, rec, restored)
 	}
+	var trim <-chan time.Time // fires once the agent has been idle a while
 	for {
+		if err == nil && trim == nil && d.Journal.Record().Update == nil {
+			trim = time.After(IdleTrimDelay)
+		}
 		if errors.Is(err, ErrExitForReboot) {
 			return err
 		}
@@ -419,13 +428,21 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-trim:
+			debug.FreeOSMemory() // the heap's free spans back to the kernel too
+			res, terr := memtrim.Trim()
+			logger.Debug("idle: released the binary's clean pages", "mappings", res.Mappings, "bytes", res.Bytes, "advice", res.Advice, "err", terr)
+			continue
 		case <-window:
+			trim = nil
 			err = eng.InstallDeferred(ctx)
 		case n := <-notices:
+			trim = nil
 			pending = &n
 			logger.Debug("release notice", "release", n.Release, "manifest", n.Manifest)
 			err = eng.Install(ctx, n)
 		case <-wait:
+			trim = nil
 			if pending != nil {
 				err = eng.Install(ctx, *pending)
 			} else {

@@ -3,6 +3,8 @@ package daemon_test
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,28 +16,34 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"golang.org/x/sys/unix"
 
 	"github.com/graft-dev/graft/agent/agenttest"
+	"github.com/graft-dev/graft/agent/daemon"
 	"github.com/graft-dev/graft/transport"
 	"github.com/graft-dev/graft/transport/mqtt/mqtttest"
 	"github.com/graft-dev/graft/tuf/repo"
 )
 
 // rssTarget is the idle resident set the agent must stay under, in bytes.
-const rssTarget = 8_000_000
+const rssTarget = 5_000_000
+
+// rssSample is one reading of /proc/PID/status.
+type rssSample struct {
+	what string
+	st   map[string]int64
+}
 
 // TestIdleRSSBench measures the resident memory of a real graft-agent
-// binary (built as it ships: static, stripped) that is connected to a real
-// mosquitto and idle on the simulated board. It prints VmRSS and VmHWM
-// against the 8 MB target, then VmRSS again after the kernel was asked to
-// reclaim the process's pages (MADV_PAGEOUT) and the agent idled through
-// a keepalive: what it really keeps using. It asserts nothing about the
-// figures, only that the agent comes online and stops on SIGTERM. GOGC
-// and GOMEMLIMIT pass through from the environment to try other settings.
+// binary (built as it ships: static, stripped) on the simulated board,
+// connected to a real mosquitto, side by side in one run: idle before the
+// agent's own trim (agent/memtrim, daemon.IdleTrimDelay after it goes
+// idle), idle after it and an MQTT keepalive, and the same two after an
+// A/B update (the agent that booted the new slot and committed it). It
+// asserts nothing about the figures, only that the agent comes online,
+// commits the update and stops on SIGTERM. GOGC and GOMEMLIMIT pass
+// through from the environment to try other settings.
 func TestIdleRSSBench(t *testing.T) {
 	if os.Getenv("GRAFT_BENCH") == "" {
 		t.Skip("set GRAFT_BENCH=1 (make bench)")
@@ -53,68 +61,95 @@ func TestIdleRSSBench(t *testing.T) {
 
 	broker := mqtttest.StartMosquitto(t)
 	r := agenttest.NewRepo(t, repo.Options{})
+	r.Publish(t, agenttest.Release{Name: "v2", Sequence: 2, Image: agenttest.Image("v2", true, 1<<20)})
 	dev := agenttest.NewDevice(t, r, "rss-1", agenttest.DeviceOptions{Broker: broker.URL()})
-	if _, err := dev.Board.Boot(); err != nil {
-		t.Fatal(err)
-	}
+	fleet := agenttest.Watch(t, broker.URL())
 	online := rssWatchOnline(t, broker.URL(), dev.ID)
 
+	// Each boot of the simulated board starts the real binary; pids tells
+	// the measuring side which process runs now.
 	var logs rssLog
-	cmd := exec.Command(bin, "run", "--config", dev.Config)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	pids := make(chan int, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() {
+		ran <- dev.Board.Run(ctx, 4, func(ctx context.Context, _ string) (int, error) {
+			cmd := exec.Command(bin, "run", "--config", dev.Config)
+			cmd.Stdout, cmd.Stderr = &logs, &logs
+			if err := cmd.Start(); err != nil {
+				return 0, err
+			}
+			pids <- cmd.Process.Pid
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-ctx.Done():
+				cmd.Process.Signal(syscall.SIGTERM)
+				select {
+				case <-done:
+				case <-time.After(15 * time.Second):
+					cmd.Process.Kill()
+					<-done
+					return 0, fmt.Errorf("graft-agent (pid %d) ignored SIGTERM for 15s", cmd.Process.Pid)
+				}
+				return 0, nil
+			case err := <-done:
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					return ee.ExitCode(), nil
+				}
+				return 0, err
+			}
+		})
+	}()
+	fail := func(format string, args ...any) {
+		t.Helper()
+		cancel()
+		<-ran
+		t.Fatalf(format+"\n%s", append(args, logs.String())...)
 	}
-	pid := cmd.Process.Pid
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-			return fmt.Errorf("SIGTERM %d: %w", pid, err)
-		}
-		select {
-		case err := <-exited:
-			return err
-		case <-time.After(15 * time.Second):
-			syscall.Kill(pid, syscall.SIGKILL)
-			<-exited
-			return fmt.Errorf("graft-agent (pid %d) ignored SIGTERM for 15s", pid)
-		}
-	}
-	t.Cleanup(func() { stop() })
 
+	const idle = 3 * time.Second
+	// after the trim, idle again through an MQTT keepalive (5 s in agent.conf)
+	afterTrim := daemon.IdleTrimDelay + 6*time.Second
+	var samples []rssSample
+	sample := func(pid int, what string) {
+		st, err := rssStatus(pid)
+		if err != nil {
+			fail("%s: %v", what, err)
+		}
+		samples = append(samples, rssSample{what, st})
+	}
+
+	pid := <-pids
 	select {
 	case <-online:
-	case err := <-exited:
-		stopped = true
-		t.Fatalf("graft-agent exited before it was online: %v\n%s", err, logs.String())
 	case <-time.After(60 * time.Second):
-		t.Fatalf("graft-agent not online after 60s\n%s", logs.String())
+		fail("graft-agent not online after 60s")
 	}
-	const idle = 3 * time.Second
 	time.Sleep(idle)
-	st, err := rssStatus(pid)
-	if err != nil {
-		t.Fatal(err)
+	sample(pid, fmt.Sprintf("idle %v, before the trim", idle))
+	time.Sleep(afterTrim - idle)
+	sample(pid, fmt.Sprintf("idle %v, after the trim", afterTrim))
+
+	fleet.Notify(t, dev.ID, "v2")
+	final, err := fleet.WaitFinal(ctx, dev.ID, "v2")
+	if err != nil || final.State != transport.StateCommitted {
+		fail("v2: %+v %v", final, err)
 	}
-	// Then ask the kernel to reclaim what it can of the process (clean
-	// file pages; anonymous pages only go to swap, if any), idle again, and
-	// see what comes back: the pages the idle agent really keeps using.
-	// The second idle spans an MQTT keepalive (5 s in agent.conf).
-	const idleAfter = 6 * time.Second
-	reclaimErr := rssPageOut(pid)
-	time.Sleep(idleAfter)
-	after, err := rssStatus(pid)
-	if err != nil {
-		t.Fatal(err)
+	select {
+	case pid = <-pids:
+	default:
+		fail("v2 committed without a reboot")
 	}
-	if err := stop(); err != nil {
-		t.Errorf("stop graft-agent: %v\n%s", err, logs.String())
+	time.Sleep(idle)
+	sample(pid, fmt.Sprintf("after an A/B update, idle %v, before the trim", idle))
+	time.Sleep(afterTrim - idle)
+	sample(pid, fmt.Sprintf("after an A/B update, idle %v, after the trim", afterTrim))
+	cancel()
+	if err := <-ran; err != nil {
+		t.Errorf("agent: %v\n%s", err, logs.String())
 	}
 
 	env := func(k string) string {
@@ -123,64 +158,13 @@ func TestIdleRSSBench(t *testing.T) {
 		}
 		return "unset"
 	}
-	fmt.Printf("idle-rss: graft-agent %s/%s %.2f MiB (static, stripped), connected to mosquitto, idle %v after online=true; GOGC=%s GOMEMLIMIT=%s\n",
-		runtime.GOOS, runtime.GOARCH, float64(fi.Size())/(1<<20), idle, env("GOGC"), env("GOMEMLIMIT"))
-	fmt.Printf("idle-rss:   VmRSS %6.2f MB (%5.2f MiB) = %.2f of the 8 MB target   [RssAnon %.2f MB, RssFile %.2f MB, threads %d]\n",
-		rssMB(st["VmRSS"]), rssMiB(st["VmRSS"]), float64(st["VmRSS"])/rssTarget, rssMB(st["RssAnon"]), rssMB(st["RssFile"]), st["Threads"])
-	fmt.Printf("idle-rss:   VmHWM %6.2f MB (%5.2f MiB) = %.2f of the 8 MB target   (peak since start) [shared, noisy machine]\n",
-		rssMB(st["VmHWM"]), rssMiB(st["VmHWM"]), float64(st["VmHWM"])/rssTarget)
-	if reclaimErr != nil {
-		fmt.Printf("idle-rss:   after reclaim: not measured (%v)\n", reclaimErr)
-		return
+	fmt.Printf("idle-rss: graft-agent %s/%s %.2f MiB (static, stripped), sim board, connected to mosquitto; GOGC=%s GOMEMLIMIT=%s; target VmRSS <= 5 MB\n",
+		runtime.GOOS, runtime.GOARCH, float64(fi.Size())/(1<<20), env("GOGC"), env("GOMEMLIMIT"))
+	for _, s := range samples {
+		fmt.Printf("idle-rss:   %-44s VmRSS %5.2f MB = %.2f of target  [RssAnon %.2f MB, RssFile %.2f MB, threads %d]\n",
+			s.what, rssMB(s.st["VmRSS"]), float64(s.st["VmRSS"])/rssTarget, rssMB(s.st["RssAnon"]), rssMB(s.st["RssFile"]), s.st["Threads"])
 	}
-	fmt.Printf("idle-rss:   after MADV_PAGEOUT + %v idle: VmRSS %.2f MB (%.2f MiB) = %.2f of the target [RssAnon %.2f MB, RssFile %.2f MB, RssShmem %.2f MB]\n",
-		idleAfter, rssMB(after["VmRSS"]), rssMiB(after["VmRSS"]), float64(after["VmRSS"])/rssTarget, rssMB(after["RssAnon"]), rssMB(after["RssFile"]), rssMB(after["RssShmem"]))
-	fmt.Println("idle-rss:   RssFile is clean pages of the binary file (the kernel maps page-cache neighbours on every fault), reclaimable under pressure; GOGC/GOMEMLIMIT act on RssAnon only")
-}
-
-// rssPageOut asks the kernel to page out every mapping of process pid
-// (process_madvise MADV_PAGEOUT; Linux >= 5.10, root).
-func rssPageOut(pid int) error {
-	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		return err
-	}
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return fmt.Errorf("pidfd_open: %w", err)
-	}
-	defer unix.Close(pidfd)
-	var firstErr error
-	paged := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(maps)), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 6 && strings.HasPrefix(f[5], "[v") { // [vdso], [vvar], [vsyscall]
-			continue
-		}
-		lo, hi, ok := strings.Cut(f[0], "-")
-		if !ok {
-			continue
-		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		// struct iovec of the other process's addresses: never dereferenced here.
-		iov := struct{ base, len uintptr }{uintptr(start), uintptr(end - start)}
-		_, _, errno := unix.Syscall6(unix.SYS_PROCESS_MADVISE, uintptr(pidfd), uintptr(unsafe.Pointer(&iov)), 1, unix.MADV_PAGEOUT, 0, 0)
-		if errno != 0 {
-			if firstErr == nil {
-				firstErr = fmt.Errorf("process_madvise %s: %w", f[0], errno)
-			}
-			continue
-		}
-		paged++
-	}
-	if paged == 0 {
-		return firstErr
-	}
-	return nil
+	fmt.Println("idle-rss:   the trim pages out the binary's clean read-only mappings (agent/memtrim); what comes back is the idle working set")
 }
 
 func rssMB(b int64) float64  { return float64(b) / 1e6 }
