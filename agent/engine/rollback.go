@@ -11,13 +11,28 @@ import (
 	"github.com/graft-dev/graft/transport"
 )
 
-// ErrNoPrevious: the other slot is marked bad (or missing), so there is
-// nothing bootable to roll back to.
-var ErrNoPrevious = errors.New("the other slot holds no bootable release")
+// ErrNoPrevious: the other slot holds no release that ran here (never
+// written, or written by an update that did not commit) or is marked bad,
+// so there is nothing known-good to roll back to.
+var ErrNoPrevious = errors.New("the other slot holds no release to roll back to")
+
+// previous is what the journal records as the other slot's release when
+// next is committed: what ran before it. The factory image has no name,
+// but its slot is known: the one the update left.
+func (e *Engine) previous(installed, next journal.Release) journal.Release {
+	if installed.Slot != "" || next.Slot == "" {
+		return installed
+	}
+	if s, err := slot.Other(e.o.Board.SlotNames(), next.Slot); err == nil {
+		installed.Slot = s
+	}
+	return installed
+}
 
 // Rollback boots the release in the other slot by hand (the serial
-// console's rollback): with no update in flight and the other slot
-// bootable (in BOOT_ORDER with attempts left), it puts that slot first (the booted one stays
+// console's rollback): with no update in flight, the other slot holding
+// the release that ran before (journal's Previous) and still bootable (in
+// BOOT_ORDER with attempts left), it puts that slot first (the booted one stays
 // as its fallback), records the swap and who asked in the journal, reports
 // it as rolled back, and reboots. The boot state is written before the
 // journal, so a power cut between the two boots the other slot and the
@@ -48,7 +63,7 @@ func (e *Engine) Rollback(ctx context.Context, who string) (string, error) {
 	}
 	prev := rec.Previous
 	if prev.Slot != target {
-		prev = journal.Release{Slot: target} // the factory image, or unknown
+		return "", fmt.Errorf("%w: the journal knows of no release that ran in slot %s", ErrNoPrevious, target)
 	}
 	if err := e.editBootState(func(s slot.State) slot.State {
 		return s.MarkGood(target, e.o.Board.Bootloader.Attempts) // first; the booted slot stays its fallback

@@ -15,8 +15,14 @@ import (
 // fleet say who did it, and the next start commits nothing by mistake.
 func TestRollbackByHand(t *testing.T) {
 	g := newRig(t, nil, "")
+	if _, err := g.engine.Rollback(context.Background(), "operator:alice"); !errors.Is(err, engine.ErrNoPrevious) {
+		t.Fatalf("rollback onto a slot nothing ran in: %v", err)
+	}
 	g.commitV2()
-	prev := g.journal.Record().Previous // the factory image: no name
+	prev := g.journal.Record().Previous // the factory image: a slot, no name
+	if prev.Slot != "A" {
+		t.Fatalf("after v2 the journal's previous is %+v, want the factory slot A", prev)
+	}
 	slot, err := g.engine.Rollback(context.Background(), "operator:alice")
 	if err != nil || slot != "A" {
 		t.Fatalf("rollback: %s %v (previous %+v)", slot, err, prev)
@@ -60,13 +66,14 @@ func TestRollbackRefused(t *testing.T) {
 		t.Fatalf("rollback during an update: %v", err)
 	}
 	h := newRig(t, nil, "")
-	if err := h.dev.Board.Env.Save(map[string]string{"BOOT_ORDER": "A", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "0"}); err != nil {
+	h.commitV2()
+	if err := h.dev.Board.Env.Save(map[string]string{"BOOT_ORDER": "B", "BOOT_A_LEFT": "0", "BOOT_B_LEFT": "3"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.engine.Rollback(context.Background(), "operator:alice"); !errors.Is(err, engine.ErrNoPrevious) {
 		t.Fatalf("rollback onto a bad slot: %v", err)
 	}
-	if s, _ := h.dev.Board.Booted(); s != "A" {
+	if s, _ := h.dev.Board.Booted(); s != "B" {
 		t.Fatalf("booted %s", s)
 	}
 }
