@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -66,6 +67,9 @@ func startConsole(ctx context.Context, cfgPath string, cfg *config.Config, ring 
 			}
 			select {
 			case err := <-done:
+				if errors.Is(err, daemon.ErrExitForReboot) {
+					return nil // done: the board reboots
+				}
 				return err
 			case <-ctx.Done():
 				return ctx.Err()

@@ -38,13 +38,14 @@ var ErrConsoleInstall = errors.New("install --offline is not available from a co
 // exit.
 func (d *Device) act(ctx context.Context, eng *engine.Engine, report func(transport.Status), a Action) error {
 	err := d.doAct(ctx, eng, a)
+	failed := err != nil && !errors.Is(err, ErrExitForReboot)
 	outcome := "ok"
-	if err != nil && !errors.Is(err, ErrExitForReboot) {
+	if failed {
 		outcome = "error: " + err.Error()
 	}
 	booted, _, _ := d.Machine.Booted()
 	rec := d.Journal.Record()
-	if a.Command != "rollback" || err != nil { // a rollback reports itself
+	if a.Command != "rollback" || failed { // a rollback reports itself
 		report(transport.Status{
 			State: transport.StateIdle, Slot: booted, Installed: rec.Installed.Name, Sequence: rec.Installed.Sequence,
 			Reason: fmt.Sprintf("console: %s ran %s: %s", a.Operator, strings.TrimSpace(a.Command+" "+strings.Join(a.Args, " ")), outcome),
