@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/graft-dev/graft/agent/config"
+	"github.com/graft-dev/graft/agent/console"
 	"github.com/graft-dev/graft/agent/daemon"
 	"github.com/graft-dev/graft/boards"
 )
@@ -172,7 +173,20 @@ func cmdRun(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return daemon.Run(ctx, cfg, logger(e.stderr, cfg.LogLevel), daemon.Hooks{})
+	log := logger(e.stderr, cfg.LogLevel)
+	var hooks daemon.Hooks
+	if cfg.Console.TTY != "" {
+		ring := console.NewRing(512)
+		log = slog.New(ring.Handler(log.Handler()))
+		actions := make(chan daemon.Action)
+		hooks.Actions = actions
+		stop, err := startConsole(ctx, *cfgPath, cfg, ring, log, actions)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	return daemon.Run(ctx, cfg, log, hooks)
 }
 
 func cmdInit(_ context.Context, e env, args []string) error {

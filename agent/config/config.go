@@ -78,6 +78,20 @@ type Config struct {
 	// (and the engine falls back to the image). Default 60s.
 	TransitionTimeout time.Duration
 	LogLevel          string // [log] level, default info
+	Console           Console
+}
+
+// Console is the [console] section: the serial debug console the daemon
+// serves (agent/console).
+type Console struct {
+	TTY  string // [console] tty, e.g. /dev/ttyAMA0; empty: no console
+	Baud int    // [console] baud, default 115200
+	// GuardOff is [console] guard = off: changing commands need no unlock
+	// (lab boards only).
+	GuardOff bool
+	// OperatorCA is [console] operator_ca: the fleet CA certificate that
+	// operator tokens must chain to; default [mqtt] ca.
+	OperatorCA string
 }
 
 // Default returns the defaults; the required keys are empty.
@@ -92,6 +106,7 @@ func Default() Config {
 		TransitionTimeout: 60 * time.Second,
 		StallTimeout:      60 * time.Second,
 		LogLevel:          "info",
+		Console:           Console{Baud: 115200},
 	}
 }
 

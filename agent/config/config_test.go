@@ -42,6 +42,7 @@ func TestLoadFull(t *testing.T) {
 		Maintenance:       Window{Start: 2 * time.Hour, End: 4 * time.Hour},
 		TransitionTimeout: 90 * time.Second,
 		LogLevel:          "debug",
+		Console:           Console{TTY: "/dev/ttyAMA0", Baud: 921600, OperatorCA: "/etc/graft/fleet-ca.pem"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load\n got %+v\nwant %+v", c, want)

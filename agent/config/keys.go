@@ -106,10 +106,49 @@ var keys = []key{
 	{name: "log.level",
 		set:    func(c *Config, v string, _ bool) error { return setEnum(&c.LogLevel, v, LogLevels) },
 		format: func(c *Config) []string { return []string{c.LogLevel} }},
+	{name: "console.tty",
+		set:    func(c *Config, v string, _ bool) error { return setPath(&c.Console.TTY, v) },
+		format: func(c *Config) []string { return opt(c.Console.TTY) }},
+	{name: "console.baud",
+		set: func(c *Config, v string, _ bool) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1200 || n > 4000000 {
+				return bad("baud %q is not a serial speed", v)
+			}
+			c.Console.Baud = n
+			return nil
+		},
+		format: func(c *Config) []string {
+			if c.Console.Baud == Default().Console.Baud {
+				return nil
+			}
+			return []string{strconv.Itoa(c.Console.Baud)}
+		}},
+	{name: "console.guard",
+		set: func(c *Config, v string, _ bool) error {
+			switch v {
+			case "on":
+				c.Console.GuardOff = false
+			case "off":
+				c.Console.GuardOff = true
+			default:
+				return bad("guard %q: on or off", v)
+			}
+			return nil
+		},
+		format: func(c *Config) []string {
+			if c.Console.GuardOff {
+				return []string{"off"}
+			}
+			return nil
+		}},
+	{name: "console.operator_ca",
+		set:    func(c *Config, v string, _ bool) error { return setPath(&c.Console.OperatorCA, v) },
+		format: func(c *Config) []string { return opt(c.Console.OperatorCA) }},
 }
 
 // sections lists the section names in the order Encode writes them.
-var sections = []string{"device", "mqtt", "tuf", "health", "update", "log"}
+var sections = []string{"device", "mqtt", "tuf", "health", "update", "log", "console"}
 
 func findKey(name string) (key, bool) {
 	i := slices.IndexFunc(keys, func(k key) bool { return k.name == name })

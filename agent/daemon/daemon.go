@@ -371,6 +371,9 @@ type Hooks struct {
 	// BeforeJournal and OnJournal run before and after every durable
 	// journal save.
 	BeforeJournal, OnJournal func(journal.Record)
+	// Actions are the serial console's changing commands, run between
+	// updates (agent/console through graft-agent run).
+	Actions <-chan Action
 }
 
 // Run is `graft-agent run`: it resumes what the journal holds, then
@@ -541,6 +544,14 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		select {
 		case <-ctx.Done():
 			return nil
+		case a := <-hooks.Actions:
+			trim = nil
+			aerr := d.act(ctx, eng, report, a)
+			a.Done <- aerr
+			if errors.Is(aerr, ErrExitForReboot) {
+				return aerr
+			}
+			continue
 		case <-trim:
 			debug.FreeOSMemory() // the heap's free spans back to the kernel too
 			res, terr := memtrim.Trim()

@@ -525,7 +525,7 @@ func (e *Engine) commit(ctx context.Context, rec journal.Record) error {
 		e.retireLive(ctx, &rec, u.Release.Name)
 	}
 	rec.Deferred = nil // a newer install supersedes an image still waiting
-	rec.Previous, rec.Installed = rec.Installed, u.Release
+	rec.Previous, rec.Installed = e.previous(rec.Installed, u.Release), u.Release
 	rec.Update = nil
 	rec.Last = &journal.Outcome{Release: u.Release.Name, Sequence: u.Release.Sequence, State: string(transport.StateCommitted), Path: u.Path, Reason: u.Why, Time: e.o.Now().UTC()}
 	if err := e.save(rec); err != nil {

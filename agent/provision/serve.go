@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/graft-dev/graft/agent/serialtty"
 	"github.com/graft-dev/graft/transport/serialframe"
 )
 
@@ -33,15 +34,11 @@ func OpenLine(name string, baud int) (Line, error) {
 		if f == nil {
 			return nil, fmt.Errorf("provision: line %q: bad descriptor", name)
 		}
-		makeRaw(f, baud)
+		serialtty.MakeRaw(f, baud)
 		return keepOpen{f}, nil
 	}
-	f, err := openTTY(name)
+	f, err := serialtty.Open(name, baud)
 	if err != nil {
-		return nil, fmt.Errorf("provision: line %s: %w", name, err)
-	}
-	if err := makeRaw(f, baud); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("provision: line %s: %w", name, err)
 	}
 	return f, nil
