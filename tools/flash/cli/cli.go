@@ -49,6 +49,7 @@ func commands() []command {
 		{"initramfs", "--arch arm64|armv7 -o FILE [--agent FILE] [--board NAME] [--board-file FILE]", "build the provisioning initramfs (graft-agent in provisioning mode as /init)", cmdInitramfs},
 		{"provision", "--port P... --release NAME --repo DIR --ca DIR --config TEMPLATE [--id-template T] [--slots A,B] [--force] [--json]", "provision the devices on the ports in parallel", cmdProvision},
 		{"ledger", "list|export [--ledger FILE] [--json|--csv]", "the provisioning ledger", cmdLedger},
+		{"console", consoleArgs, "a device's serial debug console: attach (raw, logged, reconnecting), exec one command, unlock with an operator key, or sign a token (docs/console.md)", cmdConsole},
 	}
 }
 
