@@ -17,11 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/graft-dev/graft/agent/agenttest"
 	"github.com/graft-dev/graft/agent/cli"
 	"github.com/graft-dev/graft/agent/console"
+	"github.com/graft-dev/graft/agent/serialtty/serialttytest"
 	"github.com/graft-dev/graft/tools/fleet/ca"
 	"github.com/graft-dev/graft/transport"
 	"github.com/graft-dev/graft/transport/identity"
@@ -46,23 +45,6 @@ func (m ptyMaster) Read(p []byte) (int, error) {
 		}
 		return n, err
 	}
-}
-
-func openPTY(t *testing.T) (*os.File, string) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, fmt.Sprintf("/dev/pts/%d", n)
 }
 
 type syncBuf struct {
@@ -121,7 +103,7 @@ func TestConsoleRollbackEndToEnd(t *testing.T) {
 	adminCert, adminKey := operator("alice", identity.RoleAdmin)
 	viewerCert, viewerKey := operator("bob", identity.RoleViewer)
 
-	master, slave := openPTY(t)
+	master, slave := serialttytest.PTY(t)
 	caPEM := filepath.Join(t.TempDir(), "fleet-ca.crt")
 	if err := os.WriteFile(caPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fleetCA.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)

@@ -1,15 +1,12 @@
 package console_test
 
 import (
-	"os"
-
 	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"io"
 	"strings"
 	"sync"
@@ -19,6 +16,7 @@ import (
 	"go.bug.st/serial"
 
 	"github.com/graft-dev/graft/agent/console"
+	"github.com/graft-dev/graft/agent/serialtty/serialttytest"
 	"github.com/graft-dev/graft/tools/fleet/ca"
 	"github.com/graft-dev/graft/transport/identity"
 	"github.com/graft-dev/graft/transport/serialframe"
@@ -93,7 +91,7 @@ func TestConsoleOverPTY(t *testing.T) {
 	roots.AddCert(fleet.Certificate())
 	admin := issue(t, fleet, "alice", identity.RoleAdmin)
 
-	master, slave := openPTY(t)
+	master, slave := serialttytest.PTY(t)
 	// The bench opens its end (raw) before the console writes: a pty slave
 	// in its default cooked mode would echo the banner back as input.
 	port, err := serial.Open(slave, &serial.Mode{BaudRate: 115200})
@@ -194,23 +192,4 @@ func TestConsoleOverPTY(t *testing.T) {
 	if err := b.peer.Call(cctx, "shell", nil, &res); !errors.As(err, &re) {
 		t.Fatalf("unknown request: %v", err)
 	}
-}
-
-// openPTY opens a pty pair: the master (the device's end, non-blocking so
-// that closing it ends a read) and the slave's path (the bench's end).
-func openPTY(t *testing.T) (*os.File, string) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, fmt.Sprintf("/dev/pts/%d", n)
 }

@@ -14,30 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	agentconsole "github.com/graft-dev/graft/agent/console"
+	"github.com/graft-dev/graft/agent/serialtty/serialttytest"
 	"github.com/graft-dev/graft/tools/flash/console"
 	"github.com/graft-dev/graft/tools/fleet/ca"
 	"github.com/graft-dev/graft/transport/identity"
 )
-
-func openPTY(t *testing.T) (*os.File, string) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, fmt.Sprintf("/dev/pts/%d", n)
-}
 
 type syncBuf struct {
 	mu sync.Mutex
@@ -83,7 +65,7 @@ func TestExecAndUnlock(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(fleet.Certificate())
 
-	master, slave := openPTY(t)
+	master, slave := serialttytest.PTY(t)
 	var acted []string
 	var mu sync.Mutex
 	ctx, cancel := context.WithCancel(context.Background())
@@ -139,7 +121,7 @@ func TestExecAndUnlock(t *testing.T) {
 func TestAttachReconnects(t *testing.T) {
 	dir := t.TempDir()
 	link := filepath.Join(dir, "usb-graft-if00")
-	m1, s1 := openPTY(t)
+	m1, s1 := serialttytest.PTY(t)
 	if err := os.Symlink(s1, link); err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +148,7 @@ func TestAttachReconnects(t *testing.T) {
 
 	m1.Close() // unplugged
 	waitFor(t, "log", &log, "lost")
-	m2, s2 := openPTY(t)
+	m2, s2 := serialttytest.PTY(t)
 	os.Remove(link)
 	if err := os.Symlink(s2, link); err != nil {
 		t.Fatal(err)
