@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -149,14 +150,25 @@ func (b *Broker) start() {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stdout = log
 	cmd.Stderr = log
-	if err := cmd.Start(); err != nil {
-		b.t.Fatalf("mqtttest: start mosquitto: %v", err)
-	}
+	// Pdeathsig fires when the *thread* that forked the broker exits, and
+	// Go ends an OS thread that a goroutine leaves locked (an in-process
+	// agent's ptrace tracer does). So fork from a thread of its own that
+	// lives as long as the broker: it ends only after the broker is gone.
+	started := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		cmd.Wait()
 		close(done)
 	}()
+	if err := <-started; err != nil {
+		b.t.Fatalf("mqtttest: start mosquitto: %v", err)
+	}
 	b.cmd, b.done, b.log = cmd, done, log
 
 	deadline := time.Now().Add(startTimeout)
