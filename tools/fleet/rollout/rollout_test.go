@@ -163,11 +163,19 @@ func TestDecide(t *testing.T) {
 			[]rollout.Member{m("a", 0, rollout.Committed, time.Hour, time.Hour), m("c", 1, rollout.Committed, time.Hour, 0)},
 			"complete"},
 		{"percent waits for the minimum sample mid-wave",
-			func(s rollout.Spec) rollout.Spec { s.MaxFailures = rollout.Threshold{Percent: 10}; s.MinSample = 5; return s }, rollout.Running, 0,
+			func(s rollout.Spec) rollout.Spec {
+				s.MaxFailures = rollout.Threshold{Percent: 10}
+				s.MinSample = 5
+				return s
+			}, rollout.Running, 0,
 			[]rollout.Member{m("a", 0, rollout.Failed, time.Minute, 0), m("b", 0, rollout.InProgress, time.Minute, no)},
 			""},
 		{"percent judged when the wave is done",
-			func(s rollout.Spec) rollout.Spec { s.MaxFailures = rollout.Threshold{Percent: 10}; s.MinSample = 5; return s }, rollout.Running, 0,
+			func(s rollout.Spec) rollout.Spec {
+				s.MaxFailures = rollout.Threshold{Percent: 10}
+				s.MinSample = 5
+				return s
+			}, rollout.Running, 0,
 			[]rollout.Member{m("a", 0, rollout.Failed, time.Minute, 0), m("b", 0, rollout.Committed, time.Minute, 0), m("c", 1, rollout.Pending, no, no)},
 			"pause=wave 1: 1 of 2 finished devices failed (0 rolled back, 1 failed, 0 timed out) = 50.0%, over --max-failures 10%"},
 		{"max-concurrent caps notices", func(s rollout.Spec) rollout.Spec { s.MaxConcurrent = 2; return s }, rollout.Running, 1,
