@@ -47,7 +47,7 @@ type command struct {
 }
 
 func commands() []command {
-	return []command{
+	return append([]command{
 		repoInitCmd(), repoAddTargetCmd(), repoPublishCmd(), repoTimestampCmd(), repoRootCmd(),
 		releaseAddCmd(),
 		notifyCmd(),
@@ -55,7 +55,7 @@ func commands() []command {
 		devicesCmd(), historyCmd(),
 		serveCmd(),
 		patchBuildCmd(), patchShowCmd(),
-	}
+	}, rolloutCmds()...)
 }
 
 // Run runs graft-fleet with args (without the program name) and returns

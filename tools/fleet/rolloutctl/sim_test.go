@@ -1,0 +1,334 @@
+package rolloutctl_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/graft-dev/graft/agent/agenttest"
+	"github.com/graft-dev/graft/agent/config"
+	"github.com/graft-dev/graft/agent/daemon"
+	"github.com/graft-dev/graft/boards"
+	"github.com/graft-dev/graft/tools/fleet/cli"
+	"github.com/graft-dev/graft/tools/fleet/rollout"
+	"github.com/graft-dev/graft/tools/fleet/rolloutctl"
+	"github.com/graft-dev/graft/tools/fleet/serve"
+	"github.com/graft-dev/graft/tools/fleet/store"
+	"github.com/graft-dev/graft/transport"
+	"github.com/graft-dev/graft/tuf/repo"
+)
+
+// fleet is graft-fleet serve in-process: broker, database, controller.
+type fleet struct {
+	srv    *serve.Server
+	db     *store.Store
+	path   string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startFleet runs serve with its database at path and its controller,
+// the broker on mqttAddr ("127.0.0.1:0" for any port).
+func startFleet(t *testing.T, path, mqttAddr string) *fleet {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	db, err := store.Open(ctx, path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := rolloutctl.New(db, rolloutctl.Options{Tick: 50 * time.Millisecond})
+	srv, err := serve.Start(ctx, serve.Options{MetadataDir: t.TempDir(), TargetsDir: t.TempDir(),
+		MQTTAddr: mqttAddr, HTTPAddr: "127.0.0.1:0", Store: db, Observer: ctl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl.SetPublisher(srv)
+	f := &fleet{srv: srv, db: db, path: path, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(f.done); ctl.Run(ctx) }()
+	t.Cleanup(f.stop)
+	return f
+}
+
+// stop ends the fleet as a kill would: nothing is written on the way out.
+func (f *fleet) stop() {
+	select {
+	case <-f.done:
+		return
+	default:
+	}
+	f.cancel()
+	<-f.done
+	f.srv.Close()
+	f.db.Close()
+}
+
+// fleetCLI runs a graft-fleet command against the fleet's database.
+func (f *fleet) cli(t *testing.T, args ...string) (string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if code := cli.Run(t.Context(), append(args, "--db", f.path), &out, &errb); code != cli.ExitOK {
+		t.Fatalf("graft-fleet %v: exit %d: %s", args, code, errb.String())
+	}
+	return out.String(), errb.String()
+}
+
+// waitRollout waits until rollout id is in state want.
+func (f *fleet) waitRollout(t *testing.T, id, want string, within time.Duration) store.Rollout {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		r, err := f.db.Rollout(t.Context(), id)
+		if err == nil && r.State == want {
+			return r
+		}
+		if time.Now().After(deadline) {
+			out, _ := f.cli(t, "rollout", "show", id, "--members")
+			t.Fatalf("rollout %s never became %s (%v):\n%s", id, want, err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// notices records every notice each device's topic carries, across
+// broker restarts (it resubscribes on every connect).
+type notices struct {
+	mu  sync.Mutex
+	ids map[string][]string // device → notice IDs in order
+}
+
+func watchNotices(t *testing.T, url string) *notices {
+	n := &notices{ids: map[string][]string{}}
+	opts := paho.NewClientOptions().AddBroker(url).SetClientID("notice-watch").SetCleanSession(true).
+		SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(200 * time.Millisecond)
+	opts.SetOnConnectHandler(func(c paho.Client) {
+		c.Subscribe(transport.Prefix+"dev/+/notify", 1, func(_ paho.Client, m paho.Message) {
+			dev, _, _ := transport.ParseDeviceTopic(m.Topic())
+			if len(m.Payload()) == 0 {
+				return
+			}
+			no, err := transport.DecodeNotice(m.Payload())
+			if err != nil {
+				t.Errorf("notice on %s: %v", m.Topic(), err)
+				return
+			}
+			n.mu.Lock()
+			n.ids[dev] = append(n.ids[dev], no.ID)
+			n.mu.Unlock()
+		})
+	})
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return n
+}
+
+// distinct returns each device's distinct notice IDs.
+func (n *notices) distinct() map[string][]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := map[string][]string{}
+	for d, ids := range n.ids {
+		u := slices.Clone(ids)
+		slices.Sort(u)
+		out[d] = slices.Compact(u)
+	}
+	return out
+}
+
+// sim is a set of devices, each the real agent (daemon.Run) on the
+// simulated board, in this process.
+type sim struct {
+	repo *agenttest.Repo
+	wg   sync.WaitGroup
+	logs bytes.Buffer
+	mu   sync.Mutex
+}
+
+func (s *sim) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logs.Write(p)
+}
+
+// start provisions and powers device id against broker; failing makes
+// its health checks fail.
+func (s *sim) start(t *testing.T, ctx context.Context, broker, id string, failing bool) {
+	t.Helper()
+	checks := []string{"broker"}
+	if failing {
+		checks = []string{"exec:false"}
+	}
+	dev := agenttest.NewDevice(t, s.repo, id, agenttest.DeviceOptions{Broker: broker, Checks: checks})
+	cfg, err := config.Load(dev.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.LogLevel = "info"
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(s), &slog.HandlerOptions{Level: slog.LevelWarn})).With("device", id)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := dev.Board.Run(ctx, 8, func(ctx context.Context, _ string) (int, error) {
+			err := daemon.Run(ctx, cfg, log, daemon.Hooks{})
+			if errors.Is(err, daemon.ErrExitForReboot) {
+				return boards.ExitReboot, nil
+			}
+			return 0, err
+		})
+		if err != nil && ctx.Err() == nil {
+			log.Error("device stopped", "err", err)
+		}
+	}()
+}
+
+func newSim(t *testing.T) *sim {
+	s := &sim{repo: agenttest.NewRepo(t, repo.Options{})}
+	s.repo.Publish(t, agenttest.Release{Name: "v2", Sequence: 2, Image: agenttest.Image("v2", true, 64<<10)})
+	return s
+}
+
+func ids(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%05d", prefix, i+1)
+	}
+	return out
+}
+
+// waitDevices waits until the database knows n devices.
+func waitDevices(t *testing.T, db *store.Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ds, err := db.Devices(t.Context(), store.Filter{})
+		if err == nil && len(ds) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the database knows %d of %d devices (%v)", len(ds), n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestCanaryFailurePausesRollout: 30 real agents; the 10% canary wave's
+// health checks fail, so the rollout pauses after wave 1 with the reason
+// in rollout show, and no device beyond the canaries is ever notified.
+func TestCanaryFailurePausesRollout(t *testing.T) {
+	s := newSim(t)
+	f := startFleet(t, filepath.Join(t.TempDir(), "fleet.db"), "127.0.0.1:0")
+	watch := watchNotices(t, f.srv.MQTTURL())
+	devs := ids("sim", 30)
+	waves, _ := rollout.ParseWaves("10%,100%")
+	wave := rollout.Assign("v2", devs, waves)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer func() { cancel(); s.wg.Wait() }()
+	var canaries []string
+	for _, d := range devs {
+		if wave[d] == 0 {
+			canaries = append(canaries, d)
+		}
+		s.start(t, ctx, f.srv.MQTTURL(), d, wave[d] == 0)
+	}
+	if len(canaries) != 3 {
+		t.Fatalf("canaries %v, want 3 of 30", canaries)
+	}
+	waitDevices(t, f.db, len(devs))
+
+	f.cli(t, "rollout", "create", "--release", "v2", "--target", "all", "--waves", "10%,100%", "--soak", "0s", "--timeout", "2m")
+	f.waitRollout(t, "v2", rollout.Paused, 90*time.Second)
+	time.Sleep(300 * time.Millisecond) // a few more controller steps: still nothing beyond wave 1
+
+	got := watch.distinct()
+	for d := range got {
+		if !slices.Contains(canaries, d) {
+			t.Errorf("device %s beyond the canaries was notified", d)
+		}
+	}
+	for _, c := range canaries {
+		if len(got[c]) != 1 {
+			t.Errorf("canary %s got notice IDs %v, want one", c, got[c])
+		}
+	}
+	out, _ := f.cli(t, "rollout", "show", "v2")
+	if !strings.Contains(out, "state   paused") || !strings.Contains(out, "wave 1: 3 of 3 finished devices failed (3 rolled back") {
+		t.Fatalf("rollout show does not say why it paused:\n%s", out)
+	}
+	t.Logf("rollout show:\n%s", out)
+}
+
+// TestSilentDeviceTimesOut: a device that never answers its notice times
+// out, and that counts toward the threshold.
+func TestSilentDeviceTimesOut(t *testing.T) {
+	f := startFleet(t, filepath.Join(t.TempDir(), "fleet.db"), "127.0.0.1:0")
+	f.cli(t, "rollout", "create", "--release", "v2", "--target", "devices:ghost-1", "--waves", "100%", "--timeout", "300ms")
+	r := f.waitRollout(t, "v2", rollout.Paused, 10*time.Second)
+	if !strings.Contains(r.Reason, "1 timed out") {
+		t.Fatalf("reason %q does not count the timeout", r.Reason)
+	}
+	ms, err := f.db.Members(t.Context(), "v2")
+	if err != nil || len(ms) != 1 || ms[0].Outcome != string(rollout.TimedOut) {
+		t.Fatalf("members %+v %v", ms, err)
+	}
+}
+
+// TestFleetRestartResumes: the fleet is stopped mid-rollout and started
+// again on the same database and port; the rollout completes, and no
+// device ever sees a second notice ID for it.
+func TestFleetRestartResumes(t *testing.T) {
+	s := newSim(t)
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	f := startFleet(t, path, "127.0.0.1:0")
+	addr := f.srv.MQTTAddr()
+	watch := watchNotices(t, f.srv.MQTTURL())
+	devs := ids("rs", 6)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer func() { cancel(); s.wg.Wait() }()
+	for _, d := range devs {
+		s.start(t, ctx, f.srv.MQTTURL(), d, false)
+	}
+	waitDevices(t, f.db, len(devs))
+	f.cli(t, "rollout", "create", "--release", "v2", "--target", "all", "--waves", "1,100%", "--soak", "0s", "--timeout", "2m")
+	// Stop the fleet as soon as the second wave has been notified,
+	// before its devices finish.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if r, err := f.db.Rollout(t.Context(), "v2"); err == nil && r.Wave == 1 {
+			if ms, _ := f.db.Members(t.Context(), "v2"); slices.ContainsFunc(ms, func(m store.Member) bool { return m.Wave == 1 && m.NoticeID != "" }) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("wave 2 never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.stop()
+	time.Sleep(200 * time.Millisecond)
+	f2 := startFleet(t, path, addr)
+	f2.waitRollout(t, "v2", rollout.Completed, 90*time.Second)
+	for d, idsSeen := range watch.distinct() {
+		if len(idsSeen) != 1 {
+			t.Errorf("device %s saw notice IDs %v, want exactly one", d, idsSeen)
+		}
+	}
+	ms, _ := f2.db.Members(t.Context(), "v2")
+	for _, m := range ms {
+		if m.Outcome != string(rollout.Committed) {
+			t.Errorf("member %+v did not commit", m)
+		}
+	}
+}
