@@ -225,7 +225,8 @@ func waitDevices(t *testing.T, db *store.Store, n int) {
 }
 
 // TestCanaryFailurePausesRollout: 30 real agents; the 10% canary wave's
-// health checks fail, so the rollout pauses after wave 1 with the reason
+// health checks fail (three failures over --max-failures 2), so the
+// rollout pauses after wave 1 with the reason
 // in rollout show, and no device beyond the canaries is ever notified.
 func TestCanaryFailurePausesRollout(t *testing.T) {
 	s := newSim(t)
@@ -248,7 +249,7 @@ func TestCanaryFailurePausesRollout(t *testing.T) {
 	}
 	waitDevices(t, f.db, len(devs))
 
-	f.cli(t, "rollout", "create", "--release", "v2", "--target", "all", "--waves", "10%,100%", "--soak", "0s", "--timeout", "2m")
+	f.cli(t, "rollout", "create", "--release", "v2", "--target", "all", "--waves", "10%,100%", "--soak", "0s", "--timeout", "2m", "--max-failures", "2")
 	f.waitRollout(t, "v2", rollout.Paused, 90*time.Second)
 	time.Sleep(300 * time.Millisecond) // a few more controller steps: still nothing beyond wave 1
 
