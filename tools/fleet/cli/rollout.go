@@ -27,20 +27,14 @@ func openRW(ctx context.Context, path string) (*store.Store, error) {
 	if path == "" {
 		return nil, usagef("--db must not be empty")
 	}
-	if _, err := openDBCheck(ctx, path); err != nil {
-		return nil, err
-	}
-	return store.Open(ctx, path, store.Options{})
-}
-
-// openDBCheck refuses a database file serve never created, so a typo in
-// --db does not create an empty fleet.
-func openDBCheck(ctx context.Context, path string) (bool, error) {
+	// Read-only first: a database serve never created is refused, so a
+	// typo in --db does not create an empty fleet.
 	db, err := openDB(ctx, path)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	return true, db.Close()
+	db.Close()
+	return store.Open(ctx, path, store.Options{})
 }
 
 func rolloutCreateCmd() command {
@@ -143,7 +137,7 @@ func rolloutCreateCmd() command {
 					if err := transport.ValidID(r.ID); err != nil {
 						return usagef("--id: %v", err)
 					}
-					r, err = db.CreateRollout(ctx, r, members)
+					_, err = db.CreateRollout(ctx, r, members)
 					if err == nil || *id != "" || !errors.Is(err, store.ErrExists) {
 						break
 					}
@@ -296,7 +290,7 @@ func printRollout(w io.Writer, v rolloutctl.View) error {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "DEVICE\tWAVE\tOUTCOME\tREASON")
 		for _, m := range v.Members {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", m.Device, m.Wave+1, m.Outcome, dash(truncate(m.Reason, 60)))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", m.Device, m.Wave, m.Outcome, dash(truncate(m.Reason, 60)))
 		}
 		return tw.Flush()
 	}

@@ -333,3 +333,55 @@ func TestFleetRestartResumes(t *testing.T) {
 		}
 	}
 }
+
+// TestAbortClearsNotices: aborting a rollout clears the retained notice
+// of every notified device, so a device that connects later finds none.
+func TestAbortClearsNotices(t *testing.T) {
+	f := startFleet(t, filepath.Join(t.TempDir(), "fleet.db"), "127.0.0.1:0")
+	f.cli(t, "rollout", "create", "--release", "v2", "--target", "devices:ghost-1,ghost-2", "--waves", "100%", "--timeout", "1h")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ms, _ := f.db.Members(t.Context(), "v2")
+		if len(ms) == 2 && ms[0].NoticeID != "" && ms[1].NoticeID != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never notified: %+v", ms)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := retainedNotices(t, f.srv.MQTTURL()); n != 2 {
+		t.Fatalf("%d retained notices before abort, want 2", n)
+	}
+	f.cli(t, "rollout", "abort", "v2")
+	f.waitRollout(t, "v2", rollout.Aborted, 10*time.Second)
+	if n := retainedNotices(t, f.srv.MQTTURL()); n != 0 {
+		t.Fatalf("%d retained notices after abort, want 0", n)
+	}
+}
+
+// retainedNotices counts the retained notices a new subscriber gets.
+func retainedNotices(t *testing.T, url string) int {
+	t.Helper()
+	var mu sync.Mutex
+	n := 0
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprint("probe-", time.Now().UnixNano())))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer c.Disconnect(100)
+	tok := c.Subscribe(transport.Prefix+"dev/+/notify", 1, func(_ paho.Client, m paho.Message) {
+		if m.Retained() && len(m.Payload()) > 0 {
+			mu.Lock()
+			n++
+			mu.Unlock()
+		}
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	return n
+}

@@ -23,7 +23,7 @@ type View struct {
 	Spec      SpecView       `json:"spec"`
 	CreatedMS int64          `json:"created_ms"`
 	UpdatedMS int64          `json:"updated_ms"`
-	Members   []store.Member `json:"members,omitempty"` // show only
+	Members   []store.Member `json:"members,omitempty"` // show only; wave from 1 as above
 }
 
 // WaveView is one wave's size and counts.
@@ -68,7 +68,10 @@ func Summarize(r store.Rollout, st rollout.State, ms []store.Member, now time.Ti
 		v.Waiting = rollout.Decide(st, now).Waiting
 	}
 	if withMembers {
-		v.Members = ms
+		for _, m := range ms {
+			m.Wave++
+			v.Members = append(v.Members, m)
+		}
 	}
 	return v
 }
