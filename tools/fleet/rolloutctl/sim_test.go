@@ -3,9 +3,7 @@ package rolloutctl_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -17,13 +15,11 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/graft-dev/graft/agent/agenttest"
-	"github.com/graft-dev/graft/agent/config"
-	"github.com/graft-dev/graft/agent/daemon"
-	"github.com/graft-dev/graft/boards"
 	"github.com/graft-dev/graft/tools/fleet/cli"
 	"github.com/graft-dev/graft/tools/fleet/rollout"
 	"github.com/graft-dev/graft/tools/fleet/rolloutctl"
 	"github.com/graft-dev/graft/tools/fleet/serve"
+	"github.com/graft-dev/graft/tools/fleet/simulate"
 	"github.com/graft-dev/graft/tools/fleet/store"
 	"github.com/graft-dev/graft/transport"
 	"github.com/graft-dev/graft/tuf/repo"
@@ -148,56 +144,42 @@ func (n *notices) distinct() map[string][]string {
 	return out
 }
 
-// sim is a set of devices, each the real agent (daemon.Run) on the
-// simulated board, in this process.
+// sim is the repository simulated devices update from, with release v2.
 type sim struct {
 	repo *agenttest.Repo
 	wg   sync.WaitGroup
-	logs bytes.Buffer
-	mu   sync.Mutex
-}
-
-func (s *sim) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.logs.Write(p)
-}
-
-// start provisions and powers device id against broker; failing makes
-// its health checks fail.
-func (s *sim) start(t *testing.T, ctx context.Context, broker, id string, failing bool) {
-	t.Helper()
-	checks := []string{"broker"}
-	if failing {
-		checks = []string{"exec:false"}
-	}
-	dev := agenttest.NewDevice(t, s.repo, id, agenttest.DeviceOptions{Broker: broker, Checks: checks})
-	cfg, err := config.Load(dev.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.LogLevel = "info"
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(s), &slog.HandlerOptions{Level: slog.LevelWarn})).With("device", id)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		err := dev.Board.Run(ctx, 8, func(ctx context.Context, _ string) (int, error) {
-			err := daemon.Run(ctx, cfg, log, daemon.Hooks{})
-			if errors.Is(err, daemon.ErrExitForReboot) {
-				return boards.ExitReboot, nil
-			}
-			return 0, err
-		})
-		if err != nil && ctx.Err() == nil {
-			log.Error("device stopped", "err", err)
-		}
-	}()
 }
 
 func newSim(t *testing.T) *sim {
 	s := &sim{repo: agenttest.NewRepo(t, repo.Options{})}
 	s.repo.Publish(t, agenttest.Release{Name: "v2", Sequence: 2, Image: agenttest.Image("v2", true, 64<<10)})
 	return s
+}
+
+// start runs n devices PREFIX-00001… (graft-fleet simulate's engine:
+// the real agent on the sim board, in this process) until ctx ends.
+func (s *sim) start(t *testing.T, ctx context.Context, broker, prefix string, n int, failing, silent []string) {
+	t.Helper()
+	root, err := s.repo.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := simulate.Start(ctx, simulate.Options{Devices: n, Prefix: prefix, FailHealth: failing, Silent: silent,
+		Broker: broker, RepoURL: s.repo.URL, Root: root, Dir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); f.Wait() }()
+}
+
+// testWriter logs to t.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 func ids(prefix string, n int) []string {
@@ -242,8 +224,8 @@ func TestCanaryFailurePausesRollout(t *testing.T) {
 		if wave[d] == 0 {
 			canaries = append(canaries, d)
 		}
-		s.start(t, ctx, f.srv.MQTTURL(), d, wave[d] == 0)
 	}
+	s.start(t, ctx, f.srv.MQTTURL(), "sim", len(devs), canaries, nil)
 	if len(canaries) != 3 {
 		t.Fatalf("canaries %v, want 3 of 30", canaries)
 	}
@@ -271,18 +253,35 @@ func TestCanaryFailurePausesRollout(t *testing.T) {
 	t.Logf("rollout show:\n%s", out)
 }
 
-// TestSilentDeviceTimesOut: a device that never answers its notice times
-// out, and that counts toward the threshold.
+// TestSilentDeviceTimesOut: a device that is online but whose repository
+// never answers (it hangs fetching the release), and one that never
+// connected, both time out,
+// and that counts toward the threshold; the healthy device commits.
 func TestSilentDeviceTimesOut(t *testing.T) {
+	s := newSim(t)
 	f := startFleet(t, filepath.Join(t.TempDir(), "fleet.db"), "127.0.0.1:0")
-	f.cli(t, "rollout", "create", "--release", "v2", "--target", "devices:ghost-1", "--waves", "100%", "--timeout", "300ms")
-	r := f.waitRollout(t, "v2", rollout.Paused, 10*time.Second)
-	if !strings.Contains(r.Reason, "1 timed out") {
-		t.Fatalf("reason %q does not count the timeout", r.Reason)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer func() { cancel(); s.wg.Wait() }()
+	s.start(t, ctx, f.srv.MQTTURL(), "sl", 2, nil, []string{"sl-00002"})
+	waitDevices(t, f.db, 2)
+	f.cli(t, "rollout", "create", "--release", "v2", "--target", "devices:sl-00001,sl-00002,ghost-1", "--waves", "100%",
+		"--timeout", "8s", "--max-failures", "1")
+	r := f.waitRollout(t, "v2", rollout.Paused, 60*time.Second)
+	if !strings.Contains(r.Reason, "2 timed out") {
+		t.Fatalf("reason %q does not count the two timeouts", r.Reason)
 	}
 	ms, err := f.db.Members(t.Context(), "v2")
-	if err != nil || len(ms) != 1 || ms[0].Outcome != string(rollout.TimedOut) {
-		t.Fatalf("members %+v %v", ms, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]rollout.Outcome{"sl-00001": rollout.Committed, "sl-00002": rollout.TimedOut, "ghost-1": rollout.TimedOut}
+	for _, m := range ms {
+		if rollout.Outcome(m.Outcome) != want[m.Device] {
+			t.Errorf("%s: %s, want %s", m.Device, m.Outcome, want[m.Device])
+		}
+	}
+	if d, err := f.db.Device(t.Context(), "sl-00002"); err != nil || rollout.FromState(d.State).Final() || d.Online == nil || !*d.Online {
+		t.Errorf("silent device: %+v %v, want it online and never final", d, err)
 	}
 }
 
@@ -298,9 +297,7 @@ func TestFleetRestartResumes(t *testing.T) {
 	devs := ids("rs", 6)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer func() { cancel(); s.wg.Wait() }()
-	for _, d := range devs {
-		s.start(t, ctx, f.srv.MQTTURL(), d, false)
-	}
+	s.start(t, ctx, f.srv.MQTTURL(), "rs", len(devs), nil, nil)
 	waitDevices(t, f.db, len(devs))
 	f.cli(t, "rollout", "create", "--release", "v2", "--target", "all", "--waves", "1,100%", "--soak", "0s", "--timeout", "2m")
 	// Stop the fleet as soon as the second wave has been notified,
