@@ -53,7 +53,7 @@ func commands() []command {
 		notifyCmd(),
 		statusCmd(),
 		devicesCmd(), historyCmd(),
-		serveCmd(),
+		serveCmd(), simulateCmd(),
 		patchBuildCmd(), patchShowCmd(),
 	}, rolloutCmds()...)
 }

@@ -50,7 +50,9 @@ func (in *ingester) subscribe(broker *mqtt.Server) error {
 	return nil
 }
 
-// run stores messages until ctx ends.
+// run stores messages until ctx ends (serve's Close, once the broker has
+// stopped), then what is still queued. A message being stored finishes:
+// the database calls run without ctx's cancellation.
 func (in *ingester) run(ctx context.Context) {
 	defer close(in.done)
 	prune := time.NewTicker(pruneEvery)
@@ -58,7 +60,14 @@ func (in *ingester) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			for {
+				select {
+				case m := <-in.queue:
+					in.ingest(context.WithoutCancel(ctx), m)
+				default:
+					return
+				}
+			}
 		case <-prune.C:
 			if n, err := in.store.Prune(ctx); err != nil {
 				in.log.Warn("prune", "err", err)
@@ -66,7 +75,7 @@ func (in *ingester) run(ctx context.Context) {
 				in.log.Info("pruned events past retention", "events", n)
 			}
 		case m := <-in.queue:
-			in.ingest(ctx, m)
+			in.ingest(context.WithoutCancel(ctx), m)
 		}
 	}
 }
