@@ -164,7 +164,7 @@ func (s *sim) start(t *testing.T, ctx context.Context, broker, prefix string, n 
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := simulate.Start(ctx, simulate.Options{Devices: n, Prefix: prefix, FailHealth: failing, Silent: silent,
+	f, err := simulate.Start(ctx, simulate.Options{Devices: n, Prefix: prefix, Groups: []string{"lab"}, FailHealth: failing, Silent: silent,
 		Broker: broker, RepoURL: s.repo.URL, Root: root, Dir: t.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))})
 	if err != nil {
@@ -190,12 +190,13 @@ func ids(prefix string, n int) []string {
 	return out
 }
 
-// waitDevices waits until the database knows n devices.
+// waitDevices waits until the database knows n devices in group lab
+// (from their inventory).
 func waitDevices(t *testing.T, db *store.Store, n int) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		ds, err := db.Devices(t.Context(), store.Filter{})
+		ds, err := db.Devices(t.Context(), store.Filter{Group: "lab"})
 		if err == nil && len(ds) >= n {
 			return
 		}
@@ -206,7 +207,8 @@ func waitDevices(t *testing.T, db *store.Store, n int) {
 	}
 }
 
-// TestCanaryFailurePausesRollout: 30 real agents; the 10% canary wave's
+// TestCanaryFailurePausesRollout: 30 real agents in group lab (the fleet
+// learns it from their inventory); the 10% canary wave's
 // health checks fail (three failures over --max-failures 2), so the
 // rollout pauses after wave 1 with the reason
 // in rollout show, and no device beyond the canaries is ever notified.
@@ -231,7 +233,7 @@ func TestCanaryFailurePausesRollout(t *testing.T) {
 	}
 	waitDevices(t, f.db, len(devs))
 
-	f.cli(t, "rollout", "create", "--release", "v2", "--target", "all", "--waves", "10%,100%", "--soak", "0s", "--timeout", "2m", "--max-failures", "2")
+	f.cli(t, "rollout", "create", "--release", "v2", "--target", "group:lab", "--waves", "10%,100%", "--soak", "0s", "--timeout", "2m", "--max-failures", "2")
 	f.waitRollout(t, "v2", rollout.Paused, 90*time.Second)
 	time.Sleep(300 * time.Millisecond) // a few more controller steps: still nothing beyond wave 1
 
