@@ -70,17 +70,43 @@ type Event struct {
 	Installed  string          `json:"installed,omitempty"`
 }
 
+// Batch is several writes in one transaction (serve's ingester stores
+// what the broker queued at once). Its methods check their input first: a
+// refused message returns an error and writes nothing, and the batch goes
+// on.
+type Batch struct {
+	ctx context.Context
+	tx  *sql.Tx
+	now int64
+}
+
+// Batch runs fn in one transaction, committed if fn returns nil.
+func (s *Store) Batch(ctx context.Context, fn func(*Batch) error) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		return fn(&Batch{ctx: ctx, tx: tx, now: s.now().UnixMilli()})
+	})
+}
+
 // IngestStatus records status st, received now. It returns false when
 // the event ID was already stored (a redelivery; nothing changes). The
 // device's row takes the status unless it is older than the one the row
 // holds (fleetstate.Older), but the event is kept in the history either
 // way.
 func (s *Store) IngestStatus(ctx context.Context, st transport.Status) (fresh bool, err error) {
+	err = s.Batch(ctx, func(b *Batch) error {
+		fresh, err = b.IngestStatus(st)
+		return err
+	})
+	return fresh, err
+}
+
+// IngestStatus is Store.IngestStatus in the batch.
+func (b *Batch) IngestStatus(st transport.Status) (fresh bool, err error) {
 	if err := st.Check(); err != nil {
 		return false, fmt.Errorf("store: ingest: %w", err)
 	}
-	now := s.now().UnixMilli()
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	ctx, tx, now := b.ctx, b.tx, b.now
+	err = func() error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO events
 			(event_id, device, seq, device_time, received, state, release, sequence, path, reason, slot, installed)
 			VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (event_id) DO NOTHING`,
@@ -118,7 +144,7 @@ func (s *Store) IngestStatus(ctx context.Context, st transport.Status) (fresh bo
 			string(st.State), st.Release, int64(st.Sequence), st.Path, st.Reason, st.EventID,
 			seq, st.Time, st.Slot, st.Slot, st.Installed, st.Installed, st.AgentVersion, st.AgentVersion, st.Device)
 		return err
-	})
+	}()
 	if err != nil {
 		return false, fmt.Errorf("store: ingest status %s: %w", st.EventID, err)
 	}
@@ -134,59 +160,74 @@ func touch(ctx context.Context, tx *sql.Tx, id string, now int64) error {
 
 // SetOnline records a device's online flag.
 func (s *Store) SetOnline(ctx context.Context, device string, online bool) error {
+	return s.Batch(ctx, func(b *Batch) error { return b.SetOnline(device, online) })
+}
+
+// SetOnline is Store.SetOnline in the batch.
+func (b *Batch) SetOnline(device string, online bool) error {
 	if err := transport.ValidID(device); err != nil {
 		return fmt.Errorf("store: online: %w", err)
 	}
-	now := s.now().UnixMilli()
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := touch(ctx, tx, device, now); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, "UPDATE devices SET online = ? WHERE id = ?", online, device)
-		return err
-	})
+	if err := touch(b.ctx, b.tx, device, b.now); err != nil {
+		return fmt.Errorf("store: online %s: %w", device, err)
+	}
+	if _, err := b.tx.ExecContext(b.ctx, "UPDATE devices SET online = ? WHERE id = ?", online, device); err != nil {
+		return fmt.Errorf("store: online %s: %w", device, err)
+	}
+	return nil
 }
 
 // UpsertInventory records what a device reports about itself.
 func (s *Store) UpsertInventory(ctx context.Context, inv Inventory) error {
+	return s.Batch(ctx, func(b *Batch) error { return b.UpsertInventory(inv) })
+}
+
+// UpsertInventory is Store.UpsertInventory in the batch.
+func (b *Batch) UpsertInventory(inv Inventory) error {
 	if err := transport.ValidID(inv.Device); err != nil {
 		return fmt.Errorf("store: inventory: %w", err)
 	}
-	now := s.now().UnixMilli()
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := touch(ctx, tx, inv.Device, now); err != nil {
-			return err
+	ctx, tx := b.ctx, b.tx
+	if err := touch(ctx, tx, inv.Device, b.now); err != nil {
+		return err
+	}
+	set := func(col, v string) error {
+		if v == "" {
+			return nil
 		}
-		set := func(col, v string) error {
-			if v == "" {
-				return nil
-			}
-			_, err := tx.ExecContext(ctx, "UPDATE devices SET "+col+" = ? WHERE id = ?", v, inv.Device)
-			return err
-		}
-		groups, labels, live := "", "", ""
-		if inv.Groups != nil {
-			g := slices.Sorted(slices.Values(inv.Groups))
-			groups = mustJSON(slices.Compact(g))
-		}
-		if inv.Labels != nil {
-			labels = mustJSON(inv.Labels)
-		}
-		if inv.LivePatches != nil {
-			live = mustJSON(inv.LivePatches)
-		}
-		return errors.Join(set("board", inv.Board), set("arch", inv.Arch), set("kernel", inv.Kernel),
-			set("agent_version", inv.AgentVersion), set("installed", inv.Installed), set("slot", inv.Slot),
-			set("groups_json", groups), set("labels_json", labels), set("live_json", live))
-	})
+		_, err := tx.ExecContext(ctx, "UPDATE devices SET "+col+" = ? WHERE id = ?", v, inv.Device)
+		return err
+	}
+	groups, labels, live := "", "", ""
+	if inv.Groups != nil {
+		g := slices.Sorted(slices.Values(inv.Groups))
+		groups = mustJSON(slices.Compact(g))
+	}
+	if inv.Labels != nil {
+		labels = mustJSON(inv.Labels)
+	}
+	if inv.LivePatches != nil {
+		live = mustJSON(inv.LivePatches)
+	}
+	if err := errors.Join(set("board", inv.Board), set("arch", inv.Arch), set("kernel", inv.Kernel),
+		set("agent_version", inv.AgentVersion), set("installed", inv.Installed), set("slot", inv.Slot),
+		set("groups_json", groups), set("labels_json", labels), set("live_json", live)); err != nil {
+		return fmt.Errorf("store: inventory %s: %w", inv.Device, err)
+	}
+	return nil
 }
 
 // IngestTelemetry records the inventory facts a telemetry message carries.
 func (s *Store) IngestTelemetry(ctx context.Context, t transport.Telemetry) error {
+	return s.Batch(ctx, func(b *Batch) error { return b.IngestTelemetry(t) })
+}
+
+// IngestTelemetry is Store.IngestTelemetry in the batch.
+func (b *Batch) IngestTelemetry(t transport.Telemetry) error {
 	if err := t.Check(); err != nil {
 		return fmt.Errorf("store: telemetry: %w", err)
 	}
-	return s.UpsertInventory(ctx, Inventory{Device: t.Device, AgentVersion: t.AgentVersion, Installed: t.Installed, Slot: t.Slot})
+	return b.UpsertInventory(Inventory{Device: t.Device, AgentVersion: t.AgentVersion, Installed: t.Installed, Slot: t.Slot})
 }
 
 func mustJSON(v any) string {
