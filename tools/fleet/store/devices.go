@@ -34,8 +34,29 @@ type Device struct {
 	Path         string            `json:"path,omitempty"`
 	Reason       string            `json:"reason,omitempty"`
 	EventID      string            `json:"event_id,omitempty"` // newest status applied
-	FirstSeenMS  int64             `json:"first_seen_ms"`      // fleet clock
-	LastSeenMS   int64             `json:"last_seen_ms"`       // fleet clock
+	// Outcome is how the device's last update ended (its last committed,
+	// rolled-back, failed or refused status), kept when idle statuses
+	// follow; nil if none yet.
+	Outcome     *Outcome `json:"last_outcome"`
+	FirstSeenMS int64    `json:"first_seen_ms"` // fleet clock
+	LastSeenMS  int64    `json:"last_seen_ms"`  // fleet clock
+}
+
+// Outcome is a device's last final status.
+type Outcome struct {
+	State   transport.State `json:"state"` // committed, rolled-back, failed or refused
+	Release string          `json:"release,omitempty"`
+	Reason  string          `json:"reason,omitempty"`
+	EventID string          `json:"event_id"`
+}
+
+// finalState reports whether s ends an update.
+func finalState(s transport.State) bool {
+	switch s {
+	case transport.StateCommitted, transport.StateRolledBack, transport.StateFailed, transport.StateRefused:
+		return true
+	}
+	return false
 }
 
 // Inventory is what a device tells about itself, apart from its status.
@@ -143,6 +164,11 @@ func (b *Batch) IngestStatus(st transport.Status) (fresh bool, err error) {
 			WHERE id = ?`,
 			string(st.State), st.Release, int64(st.Sequence), st.Path, st.Reason, st.EventID,
 			seq, st.Time, st.Slot, st.Slot, st.Installed, st.Installed, st.AgentVersion, st.AgentVersion, st.Device)
+		if err != nil || !finalState(st.State) {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE devices SET outcome_state = ?, outcome_release = ?, outcome_reason = ?,
+			outcome_event = ? WHERE id = ?`, string(st.State), st.Release, st.Reason, st.EventID, st.Device)
 		return err
 	}()
 	if err != nil {
@@ -247,7 +273,8 @@ type Filter struct {
 }
 
 const deviceCols = `id, board, arch, kernel, agent_version, groups_json, labels_json, live_json, installed, slot,
-	online, state, release, sequence, path, reason, event_id, first_seen, last_seen`
+	online, state, release, sequence, path, reason, event_id, first_seen, last_seen,
+	outcome_state, outcome_release, outcome_reason, outcome_event`
 
 func scanDevice(sc interface{ Scan(...any) error }) (Device, error) {
 	var (
@@ -256,14 +283,20 @@ func scanDevice(sc interface{ Scan(...any) error }) (Device, error) {
 		online               sql.NullBool
 		state                string
 		seq                  int64
+		o                    Outcome
+		ostate               string
 	)
 	err := sc.Scan(&d.ID, &d.Board, &d.Arch, &d.Kernel, &d.AgentVersion, &groups, &labels, &live,
 		&d.Installed, &d.Slot, &online, &state, &d.Release, &seq, &d.Path, &d.Reason, &d.EventID,
-		&d.FirstSeenMS, &d.LastSeenMS)
+		&d.FirstSeenMS, &d.LastSeenMS, &ostate, &o.Release, &o.Reason, &o.EventID)
 	if err != nil {
 		return Device{}, err
 	}
 	d.State, d.Sequence = transport.State(state), uint64(seq)
+	if ostate != "" {
+		o.State = transport.State(ostate)
+		d.Outcome = &o
+	}
 	if online.Valid {
 		on := online.Bool
 		d.Online = &on
