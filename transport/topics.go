@@ -75,6 +75,11 @@ func devTopic(device, kind string) string { return Prefix + "dev/" + device + "/
 // topic for every device, e.g. "graft/v1/dev/+/status" for KindStatus.
 func DeviceFilter(kind string) string { return Prefix + "dev/+/" + kind }
 
+// ReportKinds are the topics a device publishes on (its reports): status,
+// telemetry, online and inventory. Brokers let a device publish only its
+// own, and viewers read them.
+var ReportKinds = []string{KindStatus, KindTelemetry, KindOnline, KindInventory}
+
 // ParseDeviceTopic splits a device topic into its device ID and kind. It
 // reports false for anything that is not a graft device topic with a valid
 // ID and a known kind.
@@ -88,7 +93,7 @@ func ParseDeviceTopic(topic string) (device, kind string, ok bool) {
 		return "", "", false
 	}
 	switch kind {
-	case KindNotify, KindStatus, KindTelemetry, KindOnline:
+	case KindNotify, KindStatus, KindTelemetry, KindOnline, KindInventory:
 		return device, kind, true
 	}
 	return "", "", false

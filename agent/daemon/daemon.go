@@ -436,6 +436,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 	if err != nil {
 		return err
 	}
+	mcfg.Inventory = &transport.Inventory{Board: d.Board.Name, Arch: d.Board.Arch, Groups: cfg.Groups, AgentVersion: Version()}
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	session, err := mqtt.Start(sctx, mcfg)

@@ -34,12 +34,13 @@ func (a Access) String() string {
 //
 //   - a device subscribes only to its own notify topic and to group notify
 //     topics (the exact topics, no wildcards), and publishes only its own
-//     status, telemetry and online topics;
+//     status, telemetry, online and inventory topics (transport.ReportKinds);
 //   - an admin operator publishes (and clears) notices on any device's or
 //     group's notify topic and subscribes to any filter under
 //     transport.Prefix;
-//   - a viewer operator subscribes to the devices' status, telemetry and
-//     online topics, for one device or all ("+"), and publishes nothing.
+//   - a viewer operator subscribes to the devices' report topics
+//     (transport.ReportKinds), for one device or all ("+"), and publishes
+//     nothing.
 //
 // Anything else, and any invalid identity, is refused. topic is a topic
 // name for Publish and a topic name or filter for Subscribe.
@@ -93,7 +94,7 @@ func isDeviceReport(filter string) bool {
 		return false
 	}
 	switch kind {
-	case transport.KindStatus, transport.KindTelemetry, transport.KindOnline:
+	case transport.KindStatus, transport.KindTelemetry, transport.KindOnline, transport.KindInventory:
 		return true
 	}
 	return false

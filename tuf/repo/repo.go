@@ -224,6 +224,13 @@ func Create(dir string, opts Options) (*Repo, error) {
 // OpenWith.
 func Open(dir string) (*Repo, error) { return OpenWith(dir, OpenOptions{}) }
 
+// OpenReadOnly opens the repository in dir without loading any private
+// key: for reading its metadata and targets (release list, notify, serve
+// without re-signing, a factory station), no passphrase needed.
+func OpenReadOnly(dir string) (*Repo, error) {
+	return OpenWith(dir, OpenOptions{Roles: []string{}})
+}
+
 // OpenWith loads the repository in dir. It refuses key files (and a keys
 // directory) open to group or others with ErrKeyPermissions, key files
 // that root.json (or, for a delegated role, targets.json) does not

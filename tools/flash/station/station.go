@@ -120,7 +120,7 @@ func New(c Config) (*Station, error) {
 			return nil, fmt.Errorf("station: %w", err)
 		}
 	}
-	r, err := repo.Open(c.RepoDir)
+	r, err := repo.OpenReadOnly(c.RepoDir)
 	if err != nil {
 		return nil, fmt.Errorf("station: repository: %w", err)
 	}

@@ -83,7 +83,7 @@ func Mosquitto(p MosquittoParams) (MosquittoFiles, error) {
 	a.WriteString("# Written by graft-fleet broker-config mosquitto (docs/security.md).\n")
 	a.WriteString("# Devices: the user name is the device ID.\n")
 	fmt.Fprintf(&a, "pattern read %sdev/%%u/%s\n", transport.Prefix, transport.KindNotify)
-	for _, k := range []string{transport.KindStatus, transport.KindTelemetry, transport.KindOnline} {
+	for _, k := range transport.ReportKinds {
 		fmt.Fprintf(&a, "pattern write %sdev/%%u/%s\n", transport.Prefix, k)
 	}
 	a.WriteString("# Any group's notices (a group is the device's own choice; see docs/security.md).\n")
@@ -100,7 +100,7 @@ func Mosquitto(p MosquittoParams) (MosquittoFiles, error) {
 			fmt.Fprintf(&a, "topic write %sdev/+/%s\n", transport.Prefix, transport.KindNotify)
 			fmt.Fprintf(&a, "topic write %sgroup/+/%s\n", transport.Prefix, transport.KindNotify)
 		case identity.RoleViewer:
-			for _, k := range []string{transport.KindStatus, transport.KindTelemetry, transport.KindOnline} {
+			for _, k := range transport.ReportKinds {
 				fmt.Fprintf(&a, "topic read %s\n", transport.DeviceFilter(k))
 			}
 		}

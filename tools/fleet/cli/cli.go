@@ -47,20 +47,21 @@ type command struct {
 }
 
 func commands() []command {
-	return []command{
+	return append([]command{
 		repoInitCmd(), repoAddTargetCmd(), repoPublishCmd(), repoTimestampCmd(),
 		// "repo root sign" and "repo root merge" before "repo root": the
 		// first command whose words start the arguments runs
 		repoRootSignCmd(), repoRootMergeCmd(), repoRootCmd(),
 		repoKeysCmd(), repoRotateCmd(), repoDelegateCmd(),
-		releaseAddCmd(),
+		releaseAddCmd(), releaseListCmd(), releaseShowCmd(),
 		notifyCmd(),
 		statusCmd(),
-		serveCmd(),
+		devicesCmd(), historyCmd(),
+		serveCmd(), simulateCmd(),
 		caInitCmd(), caIssueCmd(), caRevokeCmd(),
 		brokerConfigMosquittoCmd(),
 		patchBuildCmd(), patchShowCmd(),
-	}
+	}, rolloutCmds()...)
 }
 
 // Run runs graft-fleet with args (without the program name) and returns

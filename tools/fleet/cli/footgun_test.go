@@ -30,7 +30,7 @@ func TestRepoAddTargetKeepsPublishedBytes(t *testing.T) {
 		t.Fatalf("replacing a published target: exit %d, stderr %q", code, stderr)
 	}
 	mustRun(t, "repo", "publish", "--dir", dir)
-	r, err := repo.OpenWith(dir, repo.OpenOptions{Roles: []string{}}) // read only: no keys
+	r, err := repo.OpenReadOnly(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

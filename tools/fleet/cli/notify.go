@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -75,7 +73,7 @@ func notifyCmd() command {
 					if err := requireFlag("repo", *repoDir); err != nil {
 						return err
 					}
-					n = transport.Notice{Release: args[0], Manifest: *target, Sequence: *seq, Time: e.now().UnixMilli(), ID: noticeID()}
+					n = transport.Notice{Release: args[0], Manifest: *target, Sequence: *seq, Time: e.now().UnixMilli(), ID: transport.NewNoticeID()}
 					if n.Manifest == "" {
 						n.Manifest = release.ManifestTarget(n.Release)
 					}
@@ -131,18 +129,10 @@ func notifyCmd() command {
 	}
 }
 
-// noticeID is a new random ID for one notify: devices tell a re-notify
-// from a redelivery by it.
-func noticeID() string {
-	var b [12]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // publishedManifest reads and decodes a published manifest target of the
 // repository in dir.
 func publishedManifest(dir, name string) (*manifest.Manifest, error) {
-	r, err := repo.OpenWith(dir, repo.OpenOptions{Roles: []string{}}) // read only: no keys
+	r, err := repo.OpenReadOnly(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -305,7 +305,7 @@ func TestReleaseAddSequenceTop(t *testing.T) {
 	if code == cli.ExitOK || strings.Count(stderr, "\n") != 1 {
 		t.Fatalf("release add near the top of the range: exit %d, stderr %q", code, stderr)
 	}
-	r, err := repo.OpenWith(dir, repo.OpenOptions{Roles: []string{}}) // read only: no keys
+	r, err := repo.OpenReadOnly(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

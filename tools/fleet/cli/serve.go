@@ -7,14 +7,19 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/graft-dev/graft/tools/fleet/rolloutctl"
 	"github.com/graft-dev/graft/tools/fleet/serve"
+	"github.com/graft-dev/graft/tools/fleet/store"
 	"github.com/graft-dev/graft/tuf/repo"
 )
+
+// DefaultDB is the fleet's database file unless --db says otherwise.
+const DefaultDB = "fleet.db"
 
 func serveCmd() command {
 	return command{
 		name:    "serve",
-		summary: "run an embedded MQTT broker (mutual TLS with --ca, plain on loopback) and an HTTP server for the TUF repository until interrupted",
+		summary: "run an embedded MQTT broker (mutual TLS with --ca, plain on loopback), an HTTP server for the TUF repository, the fleet database and the rollout controller until interrupted",
 		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 			dir := fs.String("repo", "", "TUF repository `DIR` (required)")
 			mqttAddr := fs.String("mqtt", "", "plain broker listen `ADDR`, loopback only: it lets every client in (default "+serve.DefaultMQTTAddr+" without --ca, none with --ca; port 0: any free port)")
@@ -27,6 +32,9 @@ func serveCmd() command {
 			resign := fs.Duration("resign-timestamp", 0, "re-sign the timestamp (timestamp key only) every `DURATION`; 0: half its lifetime")
 			noResign := fs.Bool("no-resign", false, "do not re-sign the timestamp (someone runs `repo timestamp`)")
 			warn := fs.Duration("expiry-warn", 72*time.Hour, "warn in the log and /status when root, targets or snapshot expire within `DURATION`")
+			dbPath := fs.String("db", DefaultDB, "the fleet's database `FILE` (created if missing; serve is its one writer)")
+			tick := fs.Duration("rollout-tick", rolloutctl.DefaultTick, "how often the rollout controller steps")
+			retention := fs.Duration("retention", store.DefaultRetention, "keep status events this long (negative: forever)")
 			return func(ctx context.Context, args []string) error {
 				if err := wantArgs(args, 0, "no arguments"); err != nil {
 					return err
@@ -39,6 +47,9 @@ func serveCmd() command {
 				}
 				if *caDir == "" && (*serverCert != "" || flagSet(fs, "mqtts")) {
 					return usagef("--mqtts and --server-cert need --ca")
+				}
+				if *dbPath == "" {
+					return usagef("--db must not be empty")
 				}
 				opts := serve.Options{
 					PrivateDirs: []string{filepath.Join(*dir, "keys")},
@@ -54,7 +65,7 @@ func serveCmd() command {
 				var r *repo.Repo
 				var err error
 				if *noResign {
-					r, err = repo.OpenWith(*dir, repo.OpenOptions{Roles: []string{}})
+					r, err = repo.OpenReadOnly(*dir)
 				} else {
 					r, err = openRepoKeys(*dir, []string{"timestamp"})
 					opts.Timestamp, opts.ResignEvery = r, *resign
@@ -75,11 +86,20 @@ func serveCmd() command {
 						return fmt.Errorf("refusing to serve %s: it holds private key files: %v", d, found)
 					}
 				}
+				db, err := store.Open(ctx, *dbPath, store.Options{Retention: *retention})
+				if err != nil {
+					return err
+				}
+				defer db.Close()
+				ctl := rolloutctl.New(db, rolloutctl.Options{Tick: *tick, Logger: e.log.With("component", "rollout")})
+				opts.Store, opts.Observer = db, ctl
 				s, err := serve.Start(ctx, opts)
 				if err != nil {
 					return err
 				}
 				defer s.Close()
+				ctl.SetPublisher(s)
+				go ctl.Run(ctx)
 				if *asJSON {
 					err = writeJSON(e.stdout, map[string]string{
 						"mqtt": s.MQTTURL(), "mqtts": s.MQTTSURL(), "http": s.HTTPURL(),

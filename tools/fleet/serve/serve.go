@@ -23,6 +23,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/graft-dev/graft/tools/fleet/ca"
+	"github.com/graft-dev/graft/tools/fleet/store"
 	"github.com/graft-dev/graft/transport"
 )
 
@@ -100,6 +101,13 @@ type Options struct {
 	// Logger receives service logs; nil discards them. The broker's own
 	// chatter is passed on from level Warn up.
 	Logger *slog.Logger
+	// Store, if set, is the fleet's database: every status, online flag
+	// and telemetry message devices publish is stored in it. The caller
+	// opens and closes it; serve is its one writer.
+	Store *store.Store
+	// Observer, if set with Store, is told about every fresh status once
+	// it is stored.
+	Observer StatusObserver
 	// Timestamp, when set, re-signs the repository's timestamp every
 	// ResignEvery (graft-fleet opens the repository with the timestamp
 	// key alone), so devices keep accepting it without anyone running
@@ -143,6 +151,9 @@ type Server struct {
 	httpLn    net.Listener
 	httpSrv   *http.Server
 	httpDone  chan struct{}
+
+	ingest     *ingester // nil without a store
+	stopIngest context.CancelFunc
 
 	closeOnce sync.Once
 	closeErr  error
@@ -247,7 +258,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	broker := mqtt.New(&mqtt.Options{
 		Logger:       slog.New(minLevel{h: log.With("component", "mqtt").Handler(), min: slog.LevelWarn}),
 		Capabilities: caps,
-		InlineClient: true, // answers subscriber queries
+		InlineClient: true, // answers subscriber queries; the store ingests through it
 	})
 	hook.broker = broker
 	if err := broker.AddHook(hook, nil); err != nil {
@@ -268,12 +279,25 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return fail(fmt.Errorf("serve: mqtt serve: %w", err))
 	}
 
+	var in *ingester
+	if opts.Store != nil {
+		in = &ingester{log: log.With("component", "ingest"), store: opts.Store, obs: opts.Observer,
+			queue: make(chan message, 4096), done: make(chan struct{})}
+		if err := in.subscribe(broker); err != nil {
+			broker.Close()
+			httpLn.Close()
+			return nil, fmt.Errorf("serve: ingest subscribe: %w", err)
+		}
+	}
+	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Server{
-		log:       log,
-		broker:    broker,
-		httpLn:    httpLn,
-		httpDone:  make(chan struct{}),
-		stopWatch: make(chan struct{}),
+		stopIngest: stopIngest,
+		ingest:     in,
+		log:        log,
+		broker:     broker,
+		httpLn:     httpLn,
+		httpDone:   make(chan struct{}),
+		stopWatch:  make(chan struct{}),
 	}
 	if mqttLn != nil {
 		s.mqttAddr = mqttLn.Addr().String()
@@ -299,6 +323,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			log.Error("http server stopped", "err", err)
 		}
 	}()
+	if in != nil {
+		go in.run(ingestCtx)
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -423,6 +450,10 @@ func (s *Server) Close() error {
 		if err := s.broker.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = fmt.Errorf("serve: mqtt close: %w", err)
 		}
+		s.stopIngest()
+		if s.ingest != nil {
+			<-s.ingest.done
+		}
 		s.log.Info("stopped")
 	})
 	return s.closeErr
@@ -543,6 +574,19 @@ func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 	return minLevel{h: m.h.WithAttrs(a), min: m.min}
 }
 func (m minLevel) WithGroup(n string) slog.Handler { return minLevel{h: m.h.WithGroup(n), min: m.min} }
+
+// ErrNoInline: Publish needs a server started with a Store.
+var ErrNoInline = errors.New("serve: publishing needs a server started with a store")
+
+// Publish sends a message from the fleet itself through the broker (QoS
+// 1), as the rollout controller notifies devices. It needs a Store in
+// Options.
+func (s *Server) Publish(topic string, payload []byte, retain bool) error {
+	if s.ingest == nil {
+		return ErrNoInline
+	}
+	return s.broker.Publish(topic, payload, retain, 1)
+}
 
 // serverTLS is the TLS listener's configuration: the broker's
 // certificate, client certificates required and verified against the
