@@ -48,3 +48,6 @@ const (
 
 // mmapOffset: the last mmap argument is a byte offset here.
 func mmapOffset(off uint64) uint64 { return off }
+
+// svcInsn: none; see atRestart.
+var svcInsn []byte

@@ -65,3 +65,7 @@ func retErr(v uint64) (uint64, syscall.Errno) {
 	}
 	return v, 0
 }
+
+// svcInsn is ARM-state `svc #0`, where the kernel parks a thread whose
+// system call it restarts (Thumb code is checked by atRestart too).
+var svcInsn = []byte{0x00, 0x00, 0x00, 0xef}

@@ -48,3 +48,7 @@ const (
 )
 
 func mmapOffset(off uint64) uint64 { return off }
+
+// svcInsn is `svc #0`, where the kernel parks a thread whose system
+// call it restarts.
+var svcInsn = []byte{0x01, 0x00, 0x00, 0xd4}
