@@ -216,23 +216,25 @@ func (p *Patcher) attemptApply(ctx context.Context, t *Target, b *ulp.Bundle, a 
 			}
 		}
 		sites := make([]Site, len(b.Funcs))
+		guards := make([]region, len(b.Funcs))
 		for i, f := range b.Funcs {
 			at := t.Base + f.Target + f.Keep
 			tr, err := ulp.Trampoline(b.Arch, f.Thumb, at, a.Mem+f.New)
 			if err != nil {
 				return fmt.Errorf("userpatch: %s: %w", f.Symbol, err)
 			}
-			if uint64(len(tr))+f.Keep > f.CheckLen {
-				return fmt.Errorf("userpatch: %s: a %d-byte trampoline after %d kept bytes overruns the %d checked bytes: %w",
-					f.Symbol, len(tr), f.Keep, f.CheckLen, ErrMismatch)
+			if uint64(len(tr))+f.Keep > f.Size {
+				return fmt.Errorf("userpatch: %s: a %d-byte trampoline after %d kept bytes overruns the %d-byte function: %w",
+					f.Symbol, len(tr), f.Keep, f.Size, ErrMismatch)
 			}
+			guards[i] = guardOf(t.Base, f, len(tr))
 			orig, err := s.read(at, len(tr))
 			if err != nil {
 				return err
 			}
 			sites[i] = Site{Symbol: f.Symbol, Addr: at, Orig: orig, Tramp: tr}
 		}
-		if busy, err := s.inUse(regionsOf(sites), t.maps, o.MaxStack); err != nil || busy {
+		if busy, err := s.inUse(guards, t.maps, o.MaxStack); err != nil || busy {
 			return err
 		}
 		for _, st := range sites {
@@ -251,17 +253,25 @@ func (p *Patcher) attemptApply(ctx context.Context, t *Target, b *ulp.Bundle, a 
 	return done, err
 }
 
-// checkTargets compares each replaced function's leading bytes in the
-// process with the bundle's hash.
+// guardOf is the range no thread may be inside while f's trampoline of
+// n bytes is written: from after the kept entry bytes to the bundle's
+// guard (the whole function when one of its own branches lands in the
+// overwritten bytes), and at least the trampoline.
+func guardOf(base uint64, f ulp.Func, n int) region {
+	return region{base + f.Target + f.Keep, base + f.Target + max(f.Guard, f.Keep+uint64(n))}
+}
+
+// checkTargets compares every byte of each replaced function in the
+// process with the bundle's hash of the function it was built against.
 func checkTargets(s *stopped, base uint64, b *ulp.Bundle) error {
 	for _, f := range b.Funcs {
-		got, err := s.read(base+f.Target, int(f.CheckLen))
+		got, err := s.read(base+f.Target, int(f.Size))
 		if err != nil {
 			return err
 		}
 		if sum := sha256.Sum256(got); !bytes.Equal(sum[:], f.Check) {
-			return fmt.Errorf("userpatch: pid %d: %s at %#x: the first %d bytes are not the ones %s was built against: %w",
-				s.pid, f.Symbol, base+f.Target, f.CheckLen, b.Name, ErrMismatch)
+			return fmt.Errorf("userpatch: pid %d: %s at %#x: its %d bytes are not the ones %s was built against: %w",
+				s.pid, f.Symbol, base+f.Target, f.Size, b.Name, ErrMismatch)
 		}
 	}
 	return nil

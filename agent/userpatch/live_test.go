@@ -198,7 +198,7 @@ func funcBytes(t *testing.T, pid int, b *ulp.Bundle) []byte {
 	defer mem.Close()
 	var out []byte
 	for _, fn := range b.Funcs {
-		buf := make([]byte, fn.CheckLen)
+		buf := make([]byte, fn.Size)
 		if _, err := mem.ReadAt(buf, int64(base+fn.Target)); err != nil {
 			t.Fatal(err)
 		}

@@ -8,7 +8,9 @@ import (
 )
 
 // FormatVersion is the bundle format this package reads and writes.
-const FormatVersion = 1
+// Format 2 added the checksum, the whole-function hash, the guard range
+// and the no-escape flag.
+const FormatVersion = 2
 
 // MaxSize is the largest encoded bundle Decode accepts, in bytes.
 const MaxSize = 16 << 20
@@ -17,13 +19,18 @@ const MaxSize = 16 << 20
 const (
 	MaxFuncs  = 1024
 	MaxRelocs = 1 << 16
-	// MaxCheck is the most leading bytes of a target function a bundle
-	// pins with a hash; at least the bytes a trampoline may overwrite.
-	MaxCheck = 64
+	// MaxFuncSize is the largest replaced function (its st_size): the
+	// agent reads and hashes all of it in every process.
+	MaxFuncSize = 1 << 22
+	// SumSize is the size of the bundle's checksum (SHA-256).
+	SumSize = sha256.Size
 )
 
 // Errors. Every error returned by Decode and Validate wraps one of these.
 var (
+	// ErrChecksum: the bundle's checksum is missing or does not match
+	// its bytes (the file was damaged after it was built).
+	ErrChecksum = errors.New("ulp: bundle checksum mismatch")
 	// ErrMalformed: not one strict CBOR item of the bundle's shape.
 	ErrMalformed = errors.New("ulp: malformed bundle")
 	// ErrTooLarge: larger than MaxSize.
@@ -78,6 +85,13 @@ type Bundle struct {
 	BSS     uint64 // zeroed writable bytes after Data
 	Funcs   []Func
 	Relocs  []Reloc
+	// NoEscape: the builder proved that the patch hands out no pointer
+	// into itself (no relocation takes the address of a function or
+	// data of the patch other than a direct call or branch, and no
+	// string literal of the patch is stored into an object), so once
+	// it is reverted and no thread is inside, its mapping may be
+	// removed. Without it a reverted patch's mapping must stay.
+	NoEscape bool
 }
 
 // Func is one replaced function.
@@ -89,10 +103,17 @@ type Func struct {
 	// Keep is how many entry bytes stay (a leading endbr64, BTI c or
 	// PACIASP); the trampoline is written at Target+Keep.
 	Keep uint64
-	// CheckLen leading bytes of the target function hash to Check
-	// (SHA-256); the agent verifies them in each process before writing.
-	CheckLen uint64
-	Check    []byte
+	// Check is the SHA-256 of all Size bytes of the function the bundle
+	// was built against; the agent verifies them in each process before
+	// writing.
+	Check []byte
+	// Guard is the length, from the entry (Target), of the range no
+	// thread may be inside when the trampoline is written: at least
+	// Keep + the short trampoline, the whole function when one of its
+	// own branches or jump tables lands in the bytes a trampoline may
+	// overwrite. The agent uses max(Guard, Keep + the trampoline it
+	// writes).
+	Guard uint64
 	// New is the offset in the patch image the trampoline jumps to: the
 	// replacement's entry, after its own copy of a kept prefix.
 	New uint64
@@ -126,9 +147,9 @@ func (b *Bundle) DataOffset(pageSize uint64) uint64 {
 	return (uint64(len(b.Code)) + pageSize - 1) / pageSize * pageSize
 }
 
-// CheckSum returns what Func.Check holds for the given leading bytes.
-func CheckSum(lead []byte) []byte {
-	s := sha256.Sum256(lead)
+// CheckSum returns what Func.Check holds for a function's bytes.
+func CheckSum(code []byte) []byte {
+	s := sha256.Sum256(code)
 	return s[:]
 }
 
@@ -187,12 +208,14 @@ func (b *Bundle) Validate() error {
 		if len(f.Check) != 32 {
 			return invalid(field+".check", "%d bytes, want 32", len(f.Check))
 		}
-		if f.CheckLen == 0 || f.CheckLen > MaxCheck || f.CheckLen > f.Size {
-			return invalid(field+".check len", "%d, want 1..min(size %d, %d)", f.CheckLen, f.Size, MaxCheck)
+		if f.Size == 0 || f.Size > MaxFuncSize {
+			return invalid(field+".size", "%d, want 1..%d", f.Size, MaxFuncSize)
 		}
-		if need := f.Keep + uint64(NearSize(b.Arch, f.Thumb)); need > f.CheckLen {
-			return fmt.Errorf("ulp: %s (%s): %d bytes pinned, a trampoline after %d kept bytes needs %d: %w",
-				field, f.Symbol, f.CheckLen, f.Keep, need, ErrInvalid)
+		if need := f.Keep + uint64(NearSize(b.Arch, f.Thumb)); need > f.Size || need < f.Keep {
+			return fmt.Errorf("ulp: %s (%s): %d bytes, a trampoline after %d kept bytes needs %d: %w",
+				field, f.Symbol, f.Size, f.Keep, need, ErrInvalid)
+		} else if f.Guard < need || f.Guard > f.Size {
+			return invalid(field+".guard", "%d, want %d..%d (the trampoline .. the function's size)", f.Guard, need, f.Size)
 		}
 		if f.New >= uint64(len(b.Code)) {
 			return invalid(field+".new", "%#x is outside the code (%d bytes)", f.New, len(b.Code))

@@ -75,8 +75,8 @@ func printPatchReport(w io.Writer, out string, n int, r *patchbuild.Report) {
 		if f.Thumb {
 			thumb = ", thumb"
 		}
-		fmt.Fprintf(w, "replaced %s at %#x (%d bytes) -> patch+%#x (%d bytes, keep %d, check %d%s)\n",
-			f.Symbol, f.Target, f.Size, f.New, f.Length, f.Keep, f.CheckLen, thumb)
+		fmt.Fprintf(w, "replaced %s at %#x (%d bytes) -> patch+%#x (%d bytes, keep %d, guard %d%s)\n",
+			f.Symbol, f.Target, f.Size, f.New, f.Length, f.Keep, f.Guard, thumb)
 	}
 	list := func(what string, names []string) {
 		if len(names) > 0 {
@@ -90,6 +90,9 @@ func printPatchReport(w io.Writer, out string, n int, r *patchbuild.Report) {
 	fmt.Fprintf(w, "relocations %d (%d to the target, %d in the patch): %s\n",
 		r.ToTarget+r.ToPatch, r.ToTarget, r.ToPatch, countList(r.Relocs))
 	fmt.Fprintf(w, "GOT slots %d, veneers %d; code %d bytes, data %d, bss %d\n", r.GOTSlots, r.Veneers, r.Code, r.Data, r.BSS)
+	if r.NoEscape {
+		fmt.Fprintln(w, "no pointer into the patch escapes: its mapping may be removed after a revert")
+	}
 	for _, c := range r.Checks {
 		fmt.Fprintf(w, "checked: %s\n", c)
 	}
@@ -135,10 +138,10 @@ func patchShowCmd() command {
 					return writeJSON(e.stdout, v)
 				}
 				fmt.Fprintf(e.stdout, "bundle %s format %d: %s %s build-id %s\n", v.Name, v.Format, v.Soname, v.Arch, v.BuildID)
-				fmt.Fprintf(e.stdout, "code %d bytes, data %d, bss %d\n", v.Code, v.Data, v.BSS)
+				fmt.Fprintf(e.stdout, "code %d bytes, data %d, bss %d, no-escape %v\n", v.Code, v.Data, v.BSS, v.NoEscape)
 				for _, f := range v.Funcs {
-					fmt.Fprintf(e.stdout, "func %s target %#x size %d keep %d check %d:%s new %#x thumb %v\n",
-						f.Symbol, f.Target, f.Size, f.Keep, f.CheckLen, f.Check, f.New, f.Thumb)
+					fmt.Fprintf(e.stdout, "func %s target %#x size %d keep %d guard %d check %s new %#x thumb %v\n",
+						f.Symbol, f.Target, f.Size, f.Keep, f.Guard, f.Check, f.New, f.Thumb)
 				}
 				for _, r := range v.Relocs {
 					fmt.Fprintf(e.stdout, "reloc %#x %s %s%+#x %+d\n", r.Offset, r.Type, r.Base, r.Sym, r.Addend)
@@ -150,14 +153,14 @@ func patchShowCmd() command {
 }
 
 type funcView struct {
-	Symbol   string `json:"symbol"`
-	Target   uint64 `json:"target"`
-	Size     uint64 `json:"size"`
-	Keep     uint64 `json:"keep"`
-	CheckLen uint64 `json:"check_len"`
-	Check    string `json:"check"`
-	New      uint64 `json:"new"`
-	Thumb    bool   `json:"thumb"`
+	Symbol string `json:"symbol"`
+	Target uint64 `json:"target"`
+	Size   uint64 `json:"size"`
+	Keep   uint64 `json:"keep"`
+	Guard  uint64 `json:"guard"`
+	Check  string `json:"check"` // SHA-256 of all Size bytes
+	New    uint64 `json:"new"`
+	Thumb  bool   `json:"thumb"`
 }
 
 type relocView struct {
@@ -169,24 +172,25 @@ type relocView struct {
 }
 
 type bundleJSON struct {
-	Format  uint        `json:"format"`
-	Name    string      `json:"name"`
-	Arch    string      `json:"arch"`
-	BuildID string      `json:"build_id"`
-	Soname  string      `json:"soname"`
-	Code    int         `json:"code_bytes"`
-	Data    int         `json:"data_bytes"`
-	BSS     uint64      `json:"bss_bytes"`
-	Funcs   []funcView  `json:"funcs"`
-	Relocs  []relocView `json:"relocs"`
+	Format   uint        `json:"format"`
+	Name     string      `json:"name"`
+	Arch     string      `json:"arch"`
+	BuildID  string      `json:"build_id"`
+	Soname   string      `json:"soname"`
+	Code     int         `json:"code_bytes"`
+	Data     int         `json:"data_bytes"`
+	BSS      uint64      `json:"bss_bytes"`
+	NoEscape bool        `json:"no_escape"`
+	Funcs    []funcView  `json:"funcs"`
+	Relocs   []relocView `json:"relocs"`
 }
 
 func bundleView(b *ulp.Bundle) bundleJSON {
 	v := bundleJSON{Format: b.Format, Name: b.Name, Arch: b.Arch, BuildID: hex.EncodeToString(b.BuildID), Soname: b.Soname,
-		Code: len(b.Code), Data: len(b.Data), BSS: b.BSS, Funcs: []funcView{}, Relocs: []relocView{}}
+		Code: len(b.Code), Data: len(b.Data), BSS: b.BSS, NoEscape: b.NoEscape, Funcs: []funcView{}, Relocs: []relocView{}}
 	for _, f := range b.Funcs {
 		v.Funcs = append(v.Funcs, funcView{Symbol: f.Symbol, Target: f.Target, Size: f.Size, Keep: f.Keep,
-			CheckLen: f.CheckLen, Check: hex.EncodeToString(f.Check), New: f.New, Thumb: f.Thumb})
+			Guard: f.Guard, Check: hex.EncodeToString(f.Check), New: f.New, Thumb: f.Thumb})
 	}
 	for _, r := range b.Relocs {
 		base := "patch"

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -63,6 +64,19 @@ func TestPatchBuildAndShow(t *testing.T) {
 	code, stdout, stderr = run(t.Context(), "patch", "show", out)
 	if code != cli.ExitOK || !strings.Contains(stdout, "func demo_greet") {
 		t.Fatalf("show: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+
+	// A bit flipped inside the code (well-formed CBOR still): one line
+	// naming the checksum, exit 1.
+	flipped := append([]byte{}, raw...)
+	flipped[bytes.Index(flipped, b.Code)+3] ^= 0x01
+	flippedPath := filepath.Join(dir, "flipped.ulp")
+	if err := os.WriteFile(flippedPath, flipped, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = run(t.Context(), "patch", "show", flippedPath)
+	if code != cli.ExitFailure || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "checksum") {
+		t.Fatalf("show of a flipped bundle: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 
 	code, _, stderr = run(t.Context(), "patch", "build", "--name", "x", "--target", lib,

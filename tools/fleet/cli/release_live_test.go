@@ -27,7 +27,7 @@ func TestReleaseAddLive(t *testing.T) {
 	ko := filepath.Join(tmp, "graft_klp_a.ko")
 	os.WriteFile(ko, relocatable("a"), 0o644)
 	bundle := &ulp.Bundle{Format: ulp.FormatVersion, Name: "atoi", Arch: ulp.AMD64, BuildID: bytes.Repeat([]byte{7}, 20),
-		Soname: "libc.so.6", Code: []byte{0xc3}, Funcs: []ulp.Func{{Symbol: "atoi", Target: 0x1000, Size: 16, CheckLen: 16, Check: make([]byte, 32), New: 0}}}
+		Soname: "libc.so.6", Code: []byte{0xc3}, Funcs: []ulp.Func{{Symbol: "atoi", Target: 0x1000, Size: 16, Check: make([]byte, 32), Guard: 14, New: 0}}}
 	raw, err := bundle.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +37,12 @@ func TestReleaseAddLive(t *testing.T) {
 	img, _ := writeImage(t, 64<<10)
 	notModule := filepath.Join(tmp, "notes.txt")
 	os.WriteFile(notModule, []byte("not a module"), 0o644)
+	// One bit flipped in the code bytes: still well-formed CBOR, caught
+	// only by the bundle's checksum.
+	flipped := append([]byte{}, raw...)
+	flipped[bytes.Index(flipped, bundle.Code)] ^= 0x10
+	flippedPath := filepath.Join(tmp, "flipped.ulp")
+	os.WriteFile(flippedPath, flipped, 0o644)
 
 	base := []string{"release", "add", "--repo", dir, "--board", "qemu-virt-amd64", "--json"}
 	tests := []struct {
@@ -53,6 +59,7 @@ func TestReleaseAddLive(t *testing.T) {
 		{"not a module", []string{"--name", "v4", "--version", "4.0.0", "--sequence", "4", "--kernel-patch", notModule,
 			"--kernel-release", "r", "--patch-name", "p"}, cli.ExitFailure},
 		{"not a bundle", []string{"--name", "v4", "--version", "4.0.0", "--sequence", "4", "--user-patch", notModule, "--soname", "libc.so.6"}, cli.ExitFailure},
+		{"a bit flipped", []string{"--name", "v4", "--version", "4.0.0", "--sequence", "4", "--user-patch", flippedPath, "--soname", "libc.so.6"}, cli.ExitFailure},
 	}
 	for _, tt := range tests {
 		code, _, stderr := run(t.Context(), append(base, tt.args...)...)

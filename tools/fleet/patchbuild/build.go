@@ -205,7 +205,7 @@ func BuildFiles(in Files) (*ulp.Bundle, *Report, error) {
 		}
 		bundle.Funcs = append(bundle.Funcs, f)
 		rep.Replaced = append(rep.Replaced, FuncReport{Symbol: f.Symbol, Target: f.Target, Size: f.Size, New: f.New,
-			Length: len(fu.obj.data(fu.secs[0])), Keep: f.Keep, CheckLen: f.CheckLen, Thumb: f.Thumb})
+			Length: len(fu.obj.data(fu.secs[0])), Keep: f.Keep, Guard: f.Guard, Thumb: f.Thumb})
 	}
 	rep.Code, rep.Data, rep.BSS = len(bundle.Code), len(bundle.Data), bundle.BSS
 	rep.GOTSlots, rep.Veneers = len(b.slots), len(b.veneers)
@@ -498,8 +498,35 @@ func (b *builder) layout(bundle *ulp.Bundle) {
 	bundle.Code, bundle.Data, bundle.BSS = code, data, bss
 }
 
-// emit writes the relocations of every piece, the veneers and the GOT.
+// contained reports whether relocation r of piece p, which refers to the
+// patch itself, cannot hand a pointer into the patch to the process: a
+// direct call or branch, or a PC-relative entry of a read-only jump table
+// (an offset the code adds to the table's own address before jumping).
+// Everything else (a lea of a string literal, the address of a patch
+// function or variable) may be stored by the process and outlive a
+// revert.
+func (b *builder) contained(p *piece, r rel) bool {
+	if p.region == regCode {
+		return isBranch(b.arch, r.typ, p.obj.data(p.sec), r.off)
+	}
+	if p.region != regRodata {
+		return false
+	}
+	switch b.arch {
+	case ulp.AMD64:
+		return r.typ == uint32(elf.R_X86_64_PC32)
+	case ulp.ARM64:
+		return r.typ == uint32(elf.R_AARCH64_PREL32)
+	case ulp.ARM:
+		return r.typ == uint32(elf.R_ARM_REL32)
+	}
+	return false
+}
+
+// emit writes the relocations of every piece, the veneers and the GOT,
+// and decides the bundle's NoEscape.
 func (b *builder) emit(bundle *ulp.Bundle) error {
+	var escapes []string
 	img := func(off uint64) []byte {
 		if off < uint64(len(bundle.Code)) {
 			return bundle.Code[off:]
@@ -554,6 +581,9 @@ func (b *builder) emit(bundle *ulp.Bundle) error {
 				}
 			default:
 				r.Base, r.Sym = pl.d.base, pl.d.value()
+				if r.Base == ulp.BasePatch && !b.contained(p, pl.r) {
+					escapes = append(escapes, fmt.Sprintf("%s+%#x takes the address of %s", secName, pl.r.off, pl.d.name))
+				}
 			}
 			if err := add(r); err != nil {
 				return fmt.Errorf("%s (relocation against %s): %w", secName, pl.d.name, err)
@@ -576,7 +606,12 @@ func (b *builder) emit(bundle *ulp.Bundle) error {
 		if err := add(r); err != nil {
 			return err
 		}
+		if d.base == ulp.BasePatch {
+			escapes = append(escapes, fmt.Sprintf("a GOT slot holds the address of %s", d.name))
+		}
 	}
+	bundle.NoEscape, b.rep.NoEscape = len(escapes) == 0, len(escapes) == 0
+	b.rep.Escapes = escapes
 	return nil
 }
 
@@ -597,7 +632,11 @@ func (b *builder) funcEntry(fu *funcUnit, bundle *ulp.Bundle) (ulp.Func, error) 
 	}
 	addr := ts.value &^ 1
 	f := ulp.Func{Symbol: fu.name, Target: b.t.off(addr), Size: ts.size, Thumb: thumb}
-	tb, err := b.t.read(addr, min(ts.size, ulp.MaxCheck))
+	if ts.size > ulp.MaxFuncSize {
+		return ulp.Func{}, fmt.Errorf("%w: %s is %d bytes in the target, the agent checks at most %d",
+			ErrUnsupported, fu.name, ts.size, ulp.MaxFuncSize)
+	}
+	tb, err := b.t.read(addr, ts.size)
 	if err != nil {
 		return ulp.Func{}, fmt.Errorf("%s: %w", fu.name, err)
 	}
@@ -612,11 +651,9 @@ func (b *builder) funcEntry(fu *funcUnit, bundle *ulp.Bundle) (ulp.Func, error) 
 		return ulp.Func{}, fmt.Errorf("%w: %s is %d bytes in the target, a trampoline needs %d (%d kept + %d)",
 			ErrTooShort, fu.name, f.Size, near, f.Keep, near-f.Keep)
 	}
-	f.CheckLen = min(f.Size, 32)
-	if far := f.Keep + uint64(ulp.FarSize(b.arch, thumb, f.Target+f.Keep)); f.Size >= far && f.CheckLen < far {
-		f.CheckLen = far
-	}
-	f.CheckLen = min(f.CheckLen, ulp.MaxCheck)
-	f.Check = ulp.CheckSum(tb[:f.CheckLen])
+	f.Check = ulp.CheckSum(tb)
+	// The agent guards max(Guard, what it overwrites): the short form
+	// unless a branch of the function lands in the bytes.
+	f.Guard = near
 	return f, nil
 }

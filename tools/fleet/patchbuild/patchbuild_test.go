@@ -153,8 +153,8 @@ func TestBuildDemo(t *testing.T) {
 			if f.Target != syms["demo_greet"] {
 				t.Errorf("demo_greet target %#x, nm says %#x", f.Target, syms["demo_greet"])
 			}
-			if got := ulp.CheckSum(fileBytes(t, lib, f.Target, f.CheckLen)); !bytes.Equal(got, f.Check) {
-				t.Errorf("check of %d bytes at %#x does not hash the target's bytes", f.CheckLen, f.Target)
+			if got := ulp.CheckSum(fileBytes(t, lib, f.Target, f.Size)); !bytes.Equal(got, f.Check) {
+				t.Errorf("check of %d bytes at %#x does not hash the target's bytes", f.Size, f.Target)
 			}
 			if f.Thumb != (tc.arch == ulp.ARM) {
 				t.Errorf("thumb %v on %s", f.Thumb, tc.arch)
@@ -311,7 +311,7 @@ func TestDebianLibs(t *testing.T) {
 				t.Fatalf("funcs %+v, want %s at %#x", b.Funcs, tt.fn, dyn[tt.fn])
 			}
 			f := b.Funcs[0]
-			if got := ulp.CheckSum(fileBytes(t, tt.lib, f.Target, f.CheckLen)); !bytes.Equal(got, f.Check) {
+			if got := ulp.CheckSum(fileBytes(t, tt.lib, f.Target, f.Size)); !bytes.Equal(got, f.Check) {
 				t.Errorf("check does not hash the target's bytes")
 			}
 			for _, c := range tt.calls {

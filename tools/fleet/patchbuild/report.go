@@ -30,6 +30,14 @@ type Report struct {
 	Code     int            `json:"code_bytes"`
 	Data     int            `json:"data_bytes"`
 	BSS      uint64         `json:"bss_bytes"`
+	// NoEscape: no relocation of the patch takes the address of the
+	// patch's own code or data other than a direct call or branch (or a
+	// veneer's load of its GOT slot), so no pointer into the patch can be
+	// stored by the process; the agent may unmap it after a revert.
+	NoEscape bool `json:"no_escape"`
+	// Escapes say why NoEscape is false: each reference that may hand
+	// out a pointer into the patch.
+	Escapes []string `json:"escapes,omitempty"`
 	// Checks are the data layout checks that ran.
 	Checks []string `json:"checks"`
 	// Warnings are things the patch cannot change but that differ.
@@ -38,12 +46,19 @@ type Report struct {
 
 // FuncReport is one replaced function.
 type FuncReport struct {
-	Symbol   string `json:"symbol"`
-	Target   uint64 `json:"target"`
-	Size     uint64 `json:"size"`
-	New      uint64 `json:"new"`
-	Length   int    `json:"length"` // bytes of the replacement
-	Keep     uint64 `json:"keep,omitempty"`
-	CheckLen uint64 `json:"check_len"`
+	Symbol string `json:"symbol"`
+	Target uint64 `json:"target"`
+	Size   uint64 `json:"size"` // all of it is hashed for the agent's check
+	New    uint64 `json:"new"`
+	Length int    `json:"length"` // bytes of the replacement
+	Keep   uint64 `json:"keep,omitempty"`
+	// Guard: the bytes from the entry no thread may be inside when the
+	// trampoline is written (the whole function when one of its own
+	// branches lands in the overwritten bytes).
+	Guard uint64 `json:"guard"`
+	// BranchIn is the first offset (from the entry) a branch of the
+	// function itself or one of its jump tables targets inside the
+	// bytes a trampoline may overwrite; 0 if none.
+	BranchIn uint64 `json:"branch_in,omitempty"`
 	Thumb    bool   `json:"thumb,omitempty"`
 }
