@@ -133,6 +133,7 @@ func pids() ([]int, error) {
 // procStat is what the agent needs from /proc/PID/stat and status.
 type procStat struct {
 	Comm      string
+	State     string // R, S, D, Z, X, ...
 	StartTime uint64 // clock ticks after boot: with the PID, names one process
 	TracerPID int
 }
@@ -178,6 +179,7 @@ func ParseStat(b []byte) (procStat, error) {
 		return st, fmt.Errorf("userpatch: stat starttime: %w", ErrProcfs)
 	}
 	st.StartTime = t
+	st.State = rest[0]
 	return st, nil
 }
 

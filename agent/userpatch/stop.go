@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 	"unsafe"
@@ -136,12 +137,17 @@ func gone(err error) error {
 // non-nil thread is attached, even when an error comes with it.
 func seize(tid int) (*thread, error) {
 	if err := unix.PtraceSeize(tid); err != nil {
-		// EPERM means another tracer, or a thread already exiting.
+		// EPERM means another tracer, a thread already exiting, or that
+		// the kernel does not let this agent trace the process.
 		if errors.Is(err, syscall.EPERM) {
-			if st, serr := readStat(tid); serr == nil && st.TracerPID != 0 {
+			st, serr := readStat(tid)
+			switch {
+			case serr == nil && st.TracerPID != 0:
 				return nil, fmt.Errorf("userpatch: thread %d is traced by pid %d: %w: %w", tid, st.TracerPID, ErrTraced, err)
+			case serr != nil || st.State == "Z" || st.State == "X":
+				return nil, fmt.Errorf("userpatch: thread %d is exiting: %w: %w", tid, ErrGone, err)
 			}
-			return nil, fmt.Errorf("userpatch: thread %d is exiting: %w: %w", tid, ErrGone, err)
+			return nil, fmt.Errorf("userpatch: seize thread %d: %s: %w: %w", tid, deniedWhy(), ErrDenied, err)
 		}
 		return nil, fmt.Errorf("userpatch: seize thread %d: %w", tid, gone(err))
 	}
@@ -151,6 +157,18 @@ func seize(tid int) (*thread, error) {
 		return th, fmt.Errorf("userpatch: interrupt thread %d: %w", tid, gone(err))
 	}
 	return th, nil
+}
+
+// deniedWhy names what may deny ptrace here: Yama's scope when it is
+// set, and the capability the agent needs.
+func deniedWhy() string {
+	why := "the agent lacks CAP_SYS_PTRACE for it, or it is another user's or not dumpable"
+	if b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); err == nil {
+		if v := strings.TrimSpace(string(b)); v != "0" {
+			why = "Yama ptrace_scope is " + v + " (kernel.yama.ptrace_scope), or " + why
+		}
+	}
+	return why
 }
 
 // stopTimeout bounds how long threads may take to stop (or an injected
