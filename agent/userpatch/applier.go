@@ -145,7 +145,7 @@ func (a *Applier) Check(ctx context.Context, c *manifest.Component) error {
 			if m.Inode == 0 || m.Offset != 0 || filepath.Base(strings.TrimSuffix(m.Path, " (deleted)")) != u.Soname {
 				continue
 			}
-			id, err := globalIDs.buildID(pid, m, fileKey{m.Dev, m.Inode})
+			id, err := globalIDs.buildID(pid, m)
 			if err != nil {
 				continue
 			}

@@ -104,24 +104,31 @@ func locate(pid int, buildID []byte, ids *idCache) (*Target, error) {
 		return nil, err
 	}
 	t := &Target{PID: pid, StartTime: st.StartTime, Comm: st.Comm, maps: maps, traced: st.TracerPID}
-	var key fileKey
+	// The loaded copy is the one whose executable PT_LOAD is mapped
+	// executable: a read-only mapping of the same file (a crash
+	// reporter's, libbacktrace's) is not code the process runs.
+	var dev string
+	var inode, span uint64
 	for _, m := range maps {
-		if m.Inode == 0 || m.Offset != 0 {
+		if m.Inode == 0 || !m.Exec() {
 			continue
 		}
-		k := fileKey{m.Dev, m.Inode}
-		id, err := ids.buildID(pid, m, k)
-		if err != nil || !bytes.Equal(id, buildID) {
+		inf, err := ids.info(pid, m)
+		if err != nil || inf == nil || !bytes.Equal(inf.BuildID, buildID) {
 			continue
 		}
-		t.Base, t.Path, key = m.Start, m.Path, k
+		base, ok := inf.BaseOf(m)
+		if !ok {
+			continue
+		}
+		t.Base, t.Path, dev, inode, span = base, m.Path, m.Dev, m.Inode, inf.End-inf.LoadBase
 		break
 	}
 	if t.Path == "" {
 		return nil, fmt.Errorf("userpatch: pid %d (%s) maps no file with build %x: %w", pid, st.Comm, buildID, ErrWrongBuild)
 	}
 	for _, m := range maps {
-		if (fileKey{m.Dev, m.Inode}) == key && m.End > t.ExecEnd {
+		if m.Dev == dev && m.Inode == inode && m.Start >= t.Base && m.Start < t.Base+span && m.End > t.ExecEnd {
 			t.ExecEnd = m.End
 		}
 	}
