@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -66,7 +67,29 @@ type Manager struct {
 	active []*Active
 	last   map[string][]ProcResult // per bundle key: the results of the latest pass
 	seen   map[procKey]bool        // processes checked and found not to need a bundle
+	// failing backs off processes an apply failed in: they are tried
+	// again after retry.wait, doubling up to maxRetryWait, not on every
+	// rescan (each try stops the process).
+	failing map[failKey]*retry
 }
+
+type failKey struct {
+	proc  procKey
+	patch string
+}
+
+type retry struct {
+	next time.Time
+	wait time.Duration
+}
+
+// Backoff of a failing process, and the deadline a busy process gets in a
+// rescan (the manager's lock is held meanwhile).
+const (
+	firstRetryWait = 2 * time.Second
+	maxRetryWait   = 10 * time.Minute
+	rescanDeadline = 250 * time.Millisecond
+)
 
 type procKey struct {
 	pid   int
@@ -81,7 +104,7 @@ func NewManager(store Store, log *slog.Logger, o Options, restored []Active) (*M
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{p: NewPatcher(), store: store, log: log, opts: o, self: os.Getpid(),
-		last: map[string][]ProcResult{}, seen: map[procKey]bool{}}
+		last: map[string][]ProcResult{}, seen: map[procKey]bool{}, failing: map[failKey]*retry{}}
 	for _, a := range restored {
 		b, err := readBundle(a.File)
 		if err != nil {
@@ -147,7 +170,7 @@ func (m *Manager) Add(ctx context.Context, b *ulp.Bundle, file string) ([]ProcRe
 	a := &Active{Name: b.Name, BuildID: hex.EncodeToString(b.BuildID), Soname: b.Soname, File: file, bundle: b}
 	m.active = append(m.active, a)
 	clear(m.seen)
-	res := m.pass(ctx, a)
+	res := m.pass(ctx, a, m.opts)
 	if err := m.save(); err != nil {
 		return res, err
 	}
@@ -200,20 +223,30 @@ func (m *Manager) Remove(ctx context.Context, name string) ([]ProcResult, error)
 
 // Rescan applies every active bundle to processes that map its build and
 // do not carry it yet, and forgets processes that exited. It returns the
-// results of the processes it acted on.
+// results of the processes it acted on. A process an apply failed in is
+// tried again only after a backoff, and a busy one gets a short deadline
+// per rescan; the journal is saved only when the processes carrying a
+// patch changed.
 func (m *Manager) Rescan(ctx context.Context) []ProcResult {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var res []ProcResult
 	changed := false
+	o := m.opts.withDefaults()
+	o.Deadline = min(o.Deadline, rescanDeadline)
 	for _, a := range m.active {
 		n := len(a.Procs)
 		a.Procs = slices.DeleteFunc(a.Procs, func(ap *Applied) bool { return !alive(ap) })
 		changed = changed || n != len(a.Procs)
-		r := m.pass(ctx, a)
-		changed = changed || len(r) > 0
+		n = len(a.Procs)
+		r := m.pass(ctx, a, o)
+		changed = changed || n != len(a.Procs)
 		res = append(res, r...)
 	}
+	now := time.Now()
+	maps.DeleteFunc(m.failing, func(k failKey, r *retry) bool {
+		return now.After(r.next.Add(maxRetryWait)) // long past: the process is likely gone
+	})
 	if changed {
 		if err := m.save(); err != nil {
 			m.log.Error("live patches: journal", "err", err)
@@ -228,8 +261,8 @@ func alive(a *Applied) bool {
 }
 
 // pass applies a to every process that maps its build and does not carry
-// it. Called with mu held.
-func (m *Manager) pass(ctx context.Context, a *Active) []ProcResult {
+// it, but for those backing off after a failure. Called with mu held.
+func (m *Manager) pass(ctx context.Context, a *Active, o Options) []ProcResult {
 	all, err := pids()
 	if err != nil {
 		m.log.Error("live patches: list processes", "err", err)
@@ -252,12 +285,27 @@ func (m *Manager) pass(ctx context.Context, a *Active) []ProcResult {
 		if carried[k] {
 			continue
 		}
+		fk := failKey{k, a.Name}
+		if r := m.failing[fk]; r != nil && time.Now().Before(r.next) {
+			continue
+		}
 		t, err := locate(pid, a.bundle.BuildID, globalIDs)
 		if err != nil {
 			continue // another program, or gone
 		}
 		r := ProcResult{PID: pid, Comm: t.Comm}
-		ap, err := m.p.Apply(ctx, pid, a.bundle, m.opts)
+		ap, err := m.p.Apply(ctx, pid, a.bundle, o)
+		if err != nil && !errors.Is(err, ErrGone) {
+			r := m.failing[fk]
+			if r == nil {
+				r = &retry{wait: firstRetryWait / 2}
+				m.failing[fk] = r
+			}
+			r.wait = min(2*r.wait, maxRetryWait)
+			r.next = time.Now().Add(r.wait)
+		} else {
+			delete(m.failing, fk)
+		}
 		switch {
 		case err == nil:
 			a.Procs = append(a.Procs, ap)
