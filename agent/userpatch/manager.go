@@ -295,7 +295,10 @@ func (m *Manager) pass(ctx context.Context, a *Active, o Options) []ProcResult {
 		}
 		r := ProcResult{PID: pid, Comm: t.Comm}
 		ap, err := m.p.Apply(ctx, pid, a.bundle, o)
-		if err != nil && !errors.Is(err, ErrGone) {
+		// A traced process is found so from /proc, without a stop: it
+		// is looked at again on every rescan, to be patched as soon as
+		// its debugger leaves.
+		if err != nil && !errors.Is(err, ErrGone) && !errors.Is(err, ErrTraced) {
 			r := m.failing[fk]
 			if r == nil {
 				r = &retry{wait: firstRetryWait / 2}
