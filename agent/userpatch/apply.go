@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -63,6 +66,14 @@ type Applied struct {
 	Mem       uint64 `json:"mem"`      // the patch mapping
 	MemSize   uint64 `json:"mem_size"` // its size
 	Sites     []Site `json:"sites"`
+	// NoEscape is the bundle's flag: its mapping may be removed once
+	// reverted and no thread is inside (otherwise it is kept, and reused
+	// when the same patch is applied to the process again).
+	NoEscape bool `json:"no_escape,omitempty"`
+	// Sum names the patch's code and data (SHA-256, hex): a kept mapping
+	// is reused only for the same patch.
+	Sum    string `json:"sum,omitempty"`
+	reused bool   // Mem is a kept mapping of an earlier apply
 	// Stop is how long the process was stopped by the attempt that
 	// succeeded; Attempts counts the attempts (retries when busy).
 	Stop     time.Duration `json:"stop_ns"`
@@ -73,6 +84,60 @@ type Applied struct {
 // concurrent use; they are serialised on one tracer thread.
 type Patcher struct {
 	t *tracer
+
+	mu   sync.Mutex
+	kept map[keptKey]uint64 // reverted patches' mappings still in place, by process and patch
+}
+
+// keptKey names a kept mapping: one patch (Applied.Sum) at one load
+// base in one process.
+type keptKey struct {
+	pid   int
+	start uint64
+	sum   string
+	base  uint64
+	size  uint64
+}
+
+func keyOfApplied(a *Applied) keptKey {
+	return keptKey{a.PID, a.StartTime, a.Sum, a.Base, a.MemSize}
+}
+
+// keepMapping remembers a reverted patch's mapping for reuse.
+func (p *Patcher) keepMapping(a *Applied) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.kept == nil {
+		p.kept = map[keptKey]uint64{}
+	}
+	// Entries of processes that are gone go when the map grows.
+	if len(p.kept) >= 1024 {
+		maps.DeleteFunc(p.kept, func(k keptKey, _ uint64) bool {
+			st, err := readStat(k.pid)
+			return err != nil || st.StartTime != k.start
+		})
+	}
+	p.kept[keyOfApplied(a)] = a.Mem
+}
+
+// takeKept returns and forgets a kept mapping of the patch a names.
+func (p *Patcher) takeKept(a *Applied) (uint64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := keyOfApplied(a)
+	mem, ok := p.kept[k]
+	delete(p.kept, k)
+	return mem, ok
+}
+
+// patchSum names a bundle's code and data.
+func patchSum(b *ulp.Bundle) string {
+	h := sha256.New()
+	h.Write([]byte(b.Name))
+	h.Write([]byte{0})
+	h.Write(b.Code)
+	h.Write(b.Data)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // NewPatcher starts the tracer thread. Close stops it.
@@ -159,7 +224,8 @@ func (p *Patcher) Apply(ctx context.Context, pid int, b *ulp.Bundle, o Options) 
 			return nil, err
 		}
 	}
-	a := &Applied{Patch: b.Name, PID: pid, StartTime: t.StartTime, Comm: t.Comm, Base: t.Base, MemSize: size}
+	a := &Applied{Patch: b.Name, PID: pid, StartTime: t.StartTime, Comm: t.Comm, Base: t.Base, MemSize: size,
+		NoEscape: b.NoEscape, Sum: patchSum(b)}
 	deadline := time.Now().Add(o.Deadline)
 	backoff := firstBackoff
 	for {
@@ -215,6 +281,9 @@ func (p *Patcher) attemptApply(ctx context.Context, t *Target, b *ulp.Bundle, a 
 			return err
 		}
 		if a.Mem == 0 {
+			p.reuse(s, t, b, a)
+		}
+		if a.Mem == 0 {
 			if err := s.mapPatch(t, b, a, want, &image); err != nil {
 				return err
 			}
@@ -266,6 +335,24 @@ func (p *Patcher) attemptApply(ctx context.Context, t *Target, b *ulp.Bundle, a 
 // overwritten bytes), and at least the trampoline.
 func guardOf(base uint64, f ulp.Func, n int) region {
 	return region{base + f.Target + f.Keep, base + f.Target + max(f.Guard, f.Keep+uint64(n))}
+}
+
+// reuse takes the mapping a revert of the same patch left in the process,
+// when its code is still what the patch linked there holds.
+func (p *Patcher) reuse(s *stopped, t *Target, b *ulp.Bundle, a *Applied) {
+	mem, ok := p.takeKept(a)
+	if !ok {
+		return
+	}
+	img, err := ulp.Link(b, mem, t.Base, pageSize)
+	if err != nil || len(img) < len(b.Code) {
+		return
+	}
+	got, err := s.read(mem, len(b.Code))
+	if err != nil || !bytes.Equal(got, img[:len(b.Code)]) {
+		return
+	}
+	a.Mem, a.reused = mem, true
 }
 
 // checkTargets compares every byte of each replaced function in the
@@ -335,9 +422,15 @@ func scratchAddr(t *Target) (uint64, error) {
 }
 
 // unmap removes a patch mapping that carries no trampoline (after a
-// failed apply). Best effort: a process that exited needs nothing.
+// failed apply). Best effort: a process that exited needs nothing. A
+// reused mapping is kept again instead: pointers into it may be around.
 func (p *Patcher) unmap(ctx context.Context, a *Applied) {
 	if a.Mem == 0 {
+		return
+	}
+	if a.reused {
+		p.keepMapping(a)
+		a.Mem = 0
 		return
 	}
 	_ = p.t.do(context.WithoutCancel(ctx), func() error {
@@ -438,19 +531,25 @@ func (p *Patcher) attemptRevert(ctx context.Context, a *Applied, o Options) (don
 			}
 		}
 		done = true
-		// The code stays mapped while anything may still run in it,
-		// including a thread about to run its first instruction.
-		inPatch, err := s.inUse([]region{{a.Mem - 1, a.Mem + a.MemSize}}, nil, o.MaxStack)
-		if err != nil || inPatch {
-			return nil
-		}
-		if t, err := locateAt(a); err == nil {
-			if scratch, err := scratchAddr(t); err == nil {
-				if _, err := s.syscall(scratch, sysMunmap, a.Mem, a.MemSize); err == nil {
-					a.Mem = 0
+		// The mapping goes only when the builder proved that the patch
+		// hands out no pointer into itself (NoEscape) and no thread is
+		// in it, including one about to run its first instruction;
+		// otherwise it stays, and is reused when the same patch comes
+		// again.
+		if a.NoEscape {
+			inPatch, err := s.inUse([]region{{a.Mem - 1, a.Mem + a.MemSize}}, nil, o.MaxStack)
+			if err == nil && !inPatch {
+				if t, err := locateAt(a); err == nil {
+					if scratch, err := scratchAddr(t); err == nil {
+						if _, err := s.syscall(scratch, sysMunmap, a.Mem, a.MemSize); err == nil {
+							a.Mem = 0
+							return nil
+						}
+					}
 				}
 			}
 		}
+		p.keepMapping(a)
 		return nil
 	})
 	return done, err

@@ -45,8 +45,18 @@ type Active struct {
 	Soname  string     `json:"soname,omitempty"`
 	File    string     `json:"file"` // the verified bundle on local storage
 	Procs   []*Applied `json:"procs,omitempty"`
-	bundle  *ulp.Bundle
+	// State is StateReverted once Remove reverted the patch everywhere:
+	// the journal and status say so, rescans leave it alone, and Add of
+	// the same bundle applies it again. Empty: active.
+	State  string `json:"state,omitempty"`
+	bundle *ulp.Bundle
 }
+
+// StateReverted is Active.State of a reverted patch.
+const StateReverted = "reverted"
+
+// Reverted reports whether the patch was reverted.
+func (a *Active) Reverted() bool { return a.State == StateReverted }
 
 // Store persists the active patches (the agent's journal).
 type Store interface {
@@ -107,7 +117,7 @@ func NewManager(store Store, log *slog.Logger, o Options, restored []Active) (*M
 		last: map[string][]ProcResult{}, seen: map[procKey]bool{}, failing: map[failKey]*retry{}}
 	for _, a := range restored {
 		b, err := readBundle(a.File)
-		if err != nil {
+		if err != nil && a.State != StateReverted {
 			return nil, fmt.Errorf("userpatch: restore %s: %w", a.Name, err)
 		}
 		a := a
@@ -162,13 +172,22 @@ func (m *Manager) Add(ctx context.Context, b *ulp.Bundle, file string) ([]ProcRe
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, a := range m.active {
-		if a.Name == b.Name && a.BuildID == hex.EncodeToString(b.BuildID) {
-			return m.last[key(a.Name, b.BuildID)], nil // already active
+	var a *Active
+	for _, x := range m.active {
+		if x.Name == b.Name && x.BuildID == hex.EncodeToString(b.BuildID) {
+			if !x.Reverted() {
+				return m.last[key(x.Name, b.BuildID)], nil // already active
+			}
+			// Reverted before: active again, from this bundle.
+			a = x
+			a.State, a.File, a.bundle, a.Soname = "", file, b, b.Soname
+			break
 		}
 	}
-	a := &Active{Name: b.Name, BuildID: hex.EncodeToString(b.BuildID), Soname: b.Soname, File: file, bundle: b}
-	m.active = append(m.active, a)
+	if a == nil {
+		a = &Active{Name: b.Name, BuildID: hex.EncodeToString(b.BuildID), Soname: b.Soname, File: file, bundle: b}
+		m.active = append(m.active, a)
+	}
 	clear(m.seen)
 	res := m.pass(ctx, a, m.opts)
 	if err := m.save(); err != nil {
@@ -178,7 +197,8 @@ func (m *Manager) Add(ctx context.Context, b *ulp.Bundle, file string) ([]ProcRe
 }
 
 // Remove reverts every active bundle called name in every process that
-// carries it and forgets them. ErrNotApplied when none is active.
+// carries it and marks it reverted (the journal keeps it so, and a later
+// Add applies it again). ErrNotApplied when none is active.
 func (m *Manager) Remove(ctx context.Context, name string) ([]ProcResult, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -187,7 +207,7 @@ func (m *Manager) Remove(ctx context.Context, name string) ([]ProcResult, error)
 	found := false
 	keep := m.active[:0]
 	for _, a := range m.active {
-		if a.Name != name {
+		if a.Name != name || a.Reverted() {
 			keep = append(keep, a)
 			continue
 		}
@@ -206,10 +226,11 @@ func (m *Manager) Remove(ctx context.Context, name string) ([]ProcResult, error)
 				res = append(res, ProcResult{PID: ap.PID, Comm: ap.Comm, Result: ResultFailed, Reason: err.Error()})
 			}
 		}
-		if len(left) > 0 {
-			a.Procs = left
-			keep = append(keep, a) // still carried somewhere: stays active
+		a.Procs = left
+		if len(left) == 0 {
+			a.State = StateReverted
 		}
+		keep = append(keep, a) // still carried somewhere: stays active; else reverted
 	}
 	m.active = keep
 	if !found {
@@ -235,6 +256,9 @@ func (m *Manager) Rescan(ctx context.Context) []ProcResult {
 	o := m.opts.withDefaults()
 	o.Deadline = min(o.Deadline, rescanDeadline)
 	for _, a := range m.active {
+		if a.Reverted() {
+			continue
+		}
 		n := len(a.Procs)
 		a.Procs = slices.DeleteFunc(a.Procs, func(ap *Applied) bool { return !alive(ap) })
 		changed = changed || n != len(a.Procs)
@@ -355,5 +379,5 @@ func (m *Manager) Active() []Active {
 func (m *Manager) hasActive() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.active) > 0
+	return slices.ContainsFunc(m.active, func(a *Active) bool { return !a.Reverted() })
 }

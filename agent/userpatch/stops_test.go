@@ -49,7 +49,7 @@ func tracedTasks(t *testing.T, pid int) []string {
 func TestStopThatNeverEndsDetachesAll(t *testing.T) {
 	f := fixtures(t)
 	p := start(t, f, userpatchtest.GTProg, "2", "vfork", "8")
-	p.waitFor(t, "vf=0")
+	p.waitFor(t, "vf=1") // the child sleeps, the parent thread waits for it
 	pt := userpatch.NewPatcher()
 	defer pt.Close()
 	began := time.Now()
@@ -61,7 +61,7 @@ func TestStopThatNeverEndsDetachesAll(t *testing.T) {
 	if tr := tracedTasks(t, p.pid()); len(tr) > 0 {
 		t.Fatalf("after the failed apply, tasks still traced: %v", tr)
 	}
-	p.waitFor(t, "vf=1") // the vfork parent ran on when its child exited
+	p.waitFor(t, "vf=2") // the vfork parent ran on when its child exited
 	if tr := tracedTasks(t, p.pid()); len(tr) > 0 {
 		t.Fatalf("after the vfork child exited, tasks traced: %v", tr)
 	}

@@ -5,7 +5,8 @@
  * counting. MODE adds what a patcher must cope with:
  *   churn        threads keep appearing and exiting;
  *   vfork SECS   a thread vforks a child that sleeps SECS seconds (the
- *                parent thread cannot stop meanwhile); prints vf=1 after;
+ *                parent thread cannot stop meanwhile); prints vf=1 while
+ *                the child sleeps, vf=2 after;
  *   signals      counts SIGRTMIN+6 sent with sigqueue (value = sequence
  *                number 1..65535): prints sig=<received> bad=<received
  *                with a wrong si_code, value or twice>;
@@ -72,10 +73,11 @@ static void *vforker(void *arg)
 	pid_t c = vfork();
 	if (c == 0) {
 		struct timespec ts = {vfsecs, 0};
+		vfdone = 1; /* the memory is the parent's */
 		nanosleep(&ts, NULL);
 		_exit(0);
 	}
-	vfdone = 1;
+	vfdone = 2;
 	for (;;)
 		pause();
 	return NULL;
