@@ -92,7 +92,11 @@ type proc struct {
 
 func start(t *testing.T, f *userpatchtest.Fixtures, prog string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(f.Path(prog), args...)
+	return startCmd(t, f, exec.Command(f.Path(prog), args...))
+}
+
+func startCmd(t *testing.T, f *userpatchtest.Fixtures, cmd *exec.Cmd) *proc {
+	t.Helper()
 	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+f.Dir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {

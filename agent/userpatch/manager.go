@@ -220,6 +220,8 @@ func (m *Manager) Remove(ctx context.Context, name string) ([]ProcResult, error)
 				res = append(res, ProcResult{PID: ap.PID, Comm: ap.Comm, Result: ResultReverted, Stop: ap.Stop})
 			case errors.Is(err, ErrGone):
 				res = append(res, ProcResult{PID: ap.PID, Comm: ap.Comm, Result: ResultSkipped, Reason: "exited"})
+			case errors.Is(err, ErrNotApplied):
+				res = append(res, ProcResult{PID: ap.PID, Comm: ap.Comm, Result: ResultSkipped, Reason: "no longer carries it (exec'd another image)"})
 			default:
 				left = append(left, ap)
 				errs = append(errs, err)
@@ -260,7 +262,11 @@ func (m *Manager) Rescan(ctx context.Context) []ProcResult {
 			continue
 		}
 		n := len(a.Procs)
-		a.Procs = slices.DeleteFunc(a.Procs, func(ap *Applied) bool { return !alive(ap) })
+		// A process that exited is forgotten; one that no longer holds
+		// the trampolines (it exec'd: same PID and start time, a new
+		// image) is forgotten too, and patched anew by the pass below
+		// when its new image maps the build.
+		a.Procs = slices.DeleteFunc(a.Procs, func(ap *Applied) bool { return !carries(ap) })
 		changed = changed || n != len(a.Procs)
 		n = len(a.Procs)
 		r := m.pass(ctx, a, o)
@@ -277,11 +283,6 @@ func (m *Manager) Rescan(ctx context.Context) []ProcResult {
 		}
 	}
 	return res
-}
-
-func alive(a *Applied) bool {
-	st, err := readStat(a.PID)
-	return err == nil && st.StartTime == a.StartTime
 }
 
 // pass applies a to every process that maps its build and does not carry
