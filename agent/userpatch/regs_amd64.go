@@ -51,3 +51,18 @@ func mmapOffset(off uint64) uint64 { return off }
 
 // svcInsn: none; see atRestart.
 var svcInsn []byte
+
+func setPC(r *regs, pc uint64) { r.Rip = pc }
+
+// syscallNR, setSyscallNR and skipSyscall serve the arm64 restart path
+// only (atRestart is false here).
+func syscallNR(r *regs) uint64        { return r.Orig_rax }
+func setSyscallNR(r *regs, nr uint64) { r.Orig_rax = nr }
+func skipSyscall(tid int) error {
+	var r regs
+	if err := unix.PtraceGetRegs(tid, &r); err != nil {
+		return err
+	}
+	r.Orig_rax = ^uint64(0)
+	return unix.PtraceSetRegs(tid, &r)
+}

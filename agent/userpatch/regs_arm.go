@@ -1,6 +1,7 @@
 package userpatch
 
 import (
+	"errors"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -66,6 +67,15 @@ func retErr(v uint64) (uint64, syscall.Errno) {
 	return v, 0
 }
 
-// svcInsn is ARM-state `svc #0`, where the kernel parks a thread whose
-// system call it restarts (Thumb code is checked by atRestart too).
-var svcInsn = []byte{0x00, 0x00, 0x00, 0xef}
+// svcInsn: empty — 32-bit ARM restarts an interrupted call inside the
+// kernel (local_restart) and its restart choice is not in the registers
+// a tracer reads; the arm64 way (resume.go) is not taken here yet.
+var svcInsn []byte
+
+func setPC(r *regs, pc uint64) { r.Uregs[15] = uint32(pc) }
+
+// syscallNR, setSyscallNR and skipSyscall: the arm restart path is not
+// taken (svcInsn is empty; see resume.go).
+func syscallNR(r *regs) uint64        { return uint64(r.Uregs[7]) }
+func setSyscallNR(r *regs, nr uint64) { r.Uregs[7] = uint32(nr) }
+func skipSyscall(tid int) error       { return errors.ErrUnsupported }

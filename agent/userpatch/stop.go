@@ -25,6 +25,8 @@ type thread struct {
 	sigStop bool         // that stop is a signal-delivery-stop (a signal can be given back there)
 	dead    bool         // exited and reaped
 	regs    regs
+	// prepared: injectRegs made th ready for injected calls this stop
+	prepared bool
 }
 
 // keptSignal is a signal a thread dequeued while seized, with the
@@ -459,10 +461,6 @@ const blockDuringInjection = ^uint64(0) &^ (1 << (syscall.SIGTRAP - 1))
 // whose bytes are restored afterwards). All other threads stay stopped.
 func (s *stopped) syscall(scratch, nr uint64, args ...uint64) (uint64, error) {
 	th := s.injector()
-	saved, err := s.injectRegs(th)
-	if err != nil {
-		return 0, err
-	}
 	orig, err := s.read(scratch, len(trapCode))
 	if err != nil {
 		return 0, err
@@ -480,6 +478,10 @@ func (s *stopped) syscall(scratch, nr uint64, args ...uint64) (uint64, error) {
 		return 0, fmt.Errorf("userpatch: pid %d: signal mask: %w", s.pid, gone(err))
 	}
 	defer sigmask(th.tid, true, &mask) //nolint:errcheck // a gone thread needs no mask
+	saved, err := s.injectRegs(th)
+	if err != nil {
+		return 0, err
+	}
 	var a [6]uint64
 	copy(a[:], args)
 	r := saved
@@ -488,7 +490,7 @@ func (s *stopped) syscall(scratch, nr uint64, args ...uint64) (uint64, error) {
 		return 0, fmt.Errorf("userpatch: pid %d: set registers: %w", s.pid, gone(err))
 	}
 	defer unix.PtraceSetRegs(th.tid, &saved) //nolint:errcheck // a gone thread needs no registers
-	others := slices.DeleteFunc(slices.Clone(s.threads), func(o *thread) bool { return o == th })
+	others := s.others(th)
 	for range maxSyscallStops {
 		if err := unix.PtraceCont(th.tid, 0); err != nil {
 			return 0, fmt.Errorf("userpatch: pid %d: continue: %w", s.pid, gone(err))

@@ -192,3 +192,41 @@ func TestSignalsKeptAcrossApply(t *testing.T) {
 	}
 	p.alive(t)
 }
+
+// TestSleepResumesWhereItWas: the only thread of a process sleeps in
+// nanosleep while patches are applied and reverted (each injecting
+// system calls on it): the sleep resumes with its remaining time, as the
+// kernel resumes it after a stop (restart_syscall), instead of starting
+// over with the full time at each stop.
+func TestSleepResumesWhereItWas(t *testing.T) {
+	f := fixtures(t)
+	const nap = 2000 // ms
+	p := start(t, f, userpatchtest.GTProg, "0", "nap", strconv.Itoa(nap))
+	p.waitFor(t, "napping")
+	b := bundle(t, f, userpatchtest.GTBundle)
+	pt := userpatch.NewPatcher()
+	defer pt.Close()
+	ctx := context.Background()
+	began := time.Now()
+	cycles := 0
+	for time.Since(began) < nap*3/4*time.Millisecond {
+		a, err := pt.Apply(ctx, p.pid(), b, userpatch.Options{})
+		if err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		if err := pt.Revert(ctx, a, userpatch.Options{}); err != nil {
+			t.Fatalf("Revert: %v", err)
+		}
+		cycles++
+		time.Sleep(100 * time.Millisecond)
+	}
+	p.waitFor(t, "napped=")
+	took := p.field(t, "napped")
+	t.Logf("a %d ms nanosleep took %d ms with %d apply/revert cycles during it", nap, took, cycles)
+	// Started over at the last stop, it would take at least 3/4 + 1 times
+	// the nap; resumed, about the nap (a loaded host adds a little).
+	if took >= nap*7/4 {
+		t.Errorf("the %d ms sleep took %d ms: it started over after a stop", nap, took)
+	}
+	p.alive(t)
+}

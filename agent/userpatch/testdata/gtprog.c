@@ -12,6 +12,8 @@
  *                with a wrong si_code, value or twice>;
  *   rocopy       maps the test library again, read-only, below the
  *                loaded copy (as a crash reporter or libbacktrace does);
+ *   nap MS       the main thread prints "napping", sleeps MS ms in one
+ *                nanosleep, and prints napped=<ms it took> on each line;
  *   exec         re-executes itself (same PID) with the arguments after
  *                "exec" when it reads a line on stdin. */
 #define _GNU_SOURCE
@@ -162,11 +164,24 @@ int main(int argc, char **argv)
 		int fl = fcntl(0, F_GETFL);
 		fcntl(0, F_SETFL, fl | O_NONBLOCK);
 	}
+	long napped = -1;
+	if (strcmp(mode, "nap") == 0) {
+		long ms = argc > 3 ? atol(argv[3]) : 1000;
+		struct timespec a, b, req = {ms / 1000, (ms % 1000) * 1000000L};
+		printf("v=%d napping\n", gt_value(7));
+		fflush(stdout);
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		nanosleep(&req, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		napped = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+	}
 	struct timespec ts = {0, 2000000};
 	for (;;) {
 		int v = gt_value(7);
 		if (strcmp(mode, "vfork") == 0)
 			printf("v=%d vf=%d calls=%d\n", v, vfdone, gt_calls());
+		else if (napped >= 0)
+			printf("v=%d napped=%ld calls=%d\n", v, napped, gt_calls());
 		else if (strcmp(mode, "signals") == 0)
 			printf("v=%d sig=%d bad=%d calls=%d\n", v, got, bad, gt_calls());
 		else
