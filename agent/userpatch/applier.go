@@ -99,6 +99,11 @@ func (a *Applier) Close() { a.m.Close() }
 // RescanInterval until ctx ends, patches processes that started since and
 // carries out revert requests from the command line (RequestRevert).
 func (a *Applier) Run(ctx context.Context) {
+	for _, name := range a.m.reverting() {
+		if _, err := a.m.Remove(ctx, name); err != nil {
+			a.log.Error("live patch: finish a journalled revert", "patch", name, "err", err)
+		}
+	}
 	if a.m.hasActive() {
 		a.m.Rescan(ctx)
 	}

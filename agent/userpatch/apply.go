@@ -27,6 +27,12 @@ type Options struct {
 	// MaxStack bounds how many bytes of each thread's stack are scanned
 	// for return addresses. Zero means DefaultMaxStack.
 	MaxStack uint64
+	// Intent, when set, is called once per Apply, outside any stop,
+	// after the patch is mapped and before any trampoline is written,
+	// with the Applied as it will be (Mem, Sites): the manager journals
+	// it, so that a crash in between is reconciled at restart by
+	// looking at what the process holds. An error ends the Apply.
+	Intent func(*Applied) error
 }
 
 // Defaults for Options.
@@ -72,8 +78,9 @@ type Applied struct {
 	NoEscape bool `json:"no_escape,omitempty"`
 	// Sum names the patch's code and data (SHA-256, hex): a kept mapping
 	// is reused only for the same patch.
-	Sum    string `json:"sum,omitempty"`
-	reused bool   // Mem is a kept mapping of an earlier apply
+	Sum      string `json:"sum,omitempty"`
+	reused   bool   // Mem is a kept mapping of an earlier apply
+	intended bool   // Options.Intent was told
 	// Stop is how long the process was stopped by the attempt that
 	// succeeded; Attempts counts the attempts (retries when busy).
 	Stop     time.Duration `json:"stop_ns"`
@@ -231,6 +238,13 @@ func (p *Patcher) Apply(ctx context.Context, pid int, b *ulp.Bundle, o Options) 
 	for {
 		a.Attempts++
 		done, err := p.attemptApply(ctx, t, b, a, want, image, o)
+		if err == nil && !done && o.Intent != nil && !a.intended && a.Sites != nil {
+			// Mapped, nothing written yet: journal, then write.
+			a.intended = true
+			if err = o.Intent(a); err == nil {
+				continue
+			}
+		}
 		if err != nil || done {
 			if err != nil && a.Mem != 0 {
 				p.unmap(ctx, a)
@@ -309,6 +323,10 @@ func (p *Patcher) attemptApply(ctx context.Context, t *Target, b *ulp.Bundle, a 
 				return err
 			}
 			sites[i] = Site{Symbol: f.Symbol, Addr: at, Orig: orig, Tramp: tr}
+		}
+		if o.Intent != nil && !a.intended {
+			a.Sites = sites // for the intent; written on the next attempt
+			return nil
 		}
 		if busy, err := s.inUse(guards, t.maps, o.MaxStack); err != nil || busy {
 			return err

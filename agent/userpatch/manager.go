@@ -45,15 +45,24 @@ type Active struct {
 	Soname  string     `json:"soname,omitempty"`
 	File    string     `json:"file"` // the verified bundle on local storage
 	Procs   []*Applied `json:"procs,omitempty"`
-	// State is StateReverted once Remove reverted the patch everywhere:
-	// the journal and status say so, rescans leave it alone, and Add of
-	// the same bundle applies it again. Empty: active.
+	// Pending are applies journalled before their trampolines were
+	// written (Options.Intent): at restart, a process that holds them is
+	// carrying the patch, any other one is not.
+	Pending []*Applied `json:"pending,omitempty"`
+	// State is StateReverting while Remove reverts the patch (journalled
+	// first: a restart finishes the revert instead of applying the patch
+	// again), StateReverted once it is reverted everywhere: the journal
+	// and status say so, rescans leave it alone, and Add of the same
+	// bundle applies it again. Empty: active.
 	State  string `json:"state,omitempty"`
 	bundle *ulp.Bundle
 }
 
-// StateReverted is Active.State of a reverted patch.
-const StateReverted = "reverted"
+// States of an Active besides active ("").
+const (
+	StateReverting = "reverting"
+	StateReverted  = "reverted"
+)
 
 // Reverted reports whether the patch was reverted.
 func (a *Active) Reverted() bool { return a.State == StateReverted }
@@ -122,6 +131,15 @@ func NewManager(store Store, log *slog.Logger, o Options, restored []Active) (*M
 		}
 		a := a
 		a.bundle = b
+		// Reconcile with what the processes hold: an apply journalled as
+		// pending whose trampolines are in place was done (the agent
+		// stopped before saving it), the others were not.
+		for _, ap := range a.Pending {
+			if carries(ap) {
+				a.Procs = append(a.Procs, ap)
+			}
+		}
+		a.Pending = nil
 		a.Procs = slices.DeleteFunc(a.Procs, func(ap *Applied) bool { return !carries(ap) })
 		m.active = append(m.active, &a)
 	}
@@ -204,6 +222,18 @@ func (m *Manager) Remove(ctx context.Context, name string) ([]ProcResult, error)
 	defer m.mu.Unlock()
 	var res []ProcResult
 	var errs []error
+	// Journal the intent first: a restart then finishes the revert.
+	marked := false
+	for _, a := range m.active {
+		if a.Name == name && !a.Reverted() {
+			a.State, marked = StateReverting, true
+		}
+	}
+	if marked {
+		if err := m.save(); err != nil {
+			return nil, err
+		}
+	}
 	found := false
 	keep := m.active[:0]
 	for _, a := range m.active {
@@ -228,7 +258,7 @@ func (m *Manager) Remove(ctx context.Context, name string) ([]ProcResult, error)
 				res = append(res, ProcResult{PID: ap.PID, Comm: ap.Comm, Result: ResultFailed, Reason: err.Error()})
 			}
 		}
-		a.Procs = left
+		a.Procs, a.State = left, ""
 		if len(left) == 0 {
 			a.State = StateReverted
 		}
@@ -258,8 +288,8 @@ func (m *Manager) Rescan(ctx context.Context) []ProcResult {
 	o := m.opts.withDefaults()
 	o.Deadline = min(o.Deadline, rescanDeadline)
 	for _, a := range m.active {
-		if a.Reverted() {
-			continue
+		if a.State != "" {
+			continue // reverted, or being reverted
 		}
 		n := len(a.Procs)
 		// A process that exited is forgotten; one that no longer holds
@@ -319,7 +349,18 @@ func (m *Manager) pass(ctx context.Context, a *Active, o Options) []ProcResult {
 			continue // another program, or gone
 		}
 		r := ProcResult{PID: pid, Comm: t.Comm}
+		intended := false
+		o.Intent = func(ap *Applied) error {
+			a.Pending, intended = append(a.Pending, ap), true
+			return m.save()
+		}
 		ap, err := m.p.Apply(ctx, pid, a.bundle, o)
+		a.Pending = slices.DeleteFunc(a.Pending, func(x *Applied) bool { return x.PID == pid && x.StartTime == st.StartTime })
+		if err != nil && intended {
+			if serr := m.save(); serr != nil {
+				m.log.Error("live patches: journal", "err", serr)
+			}
+		}
 		// A traced process is found so from /proc, without a stop: it
 		// is looked at again on every rescan, to be patched as soon as
 		// its debugger leaves.
@@ -366,6 +407,7 @@ func (m *Manager) snapshot() []Active {
 	for i, a := range m.active {
 		out[i] = *a
 		out[i].Procs = slices.Clone(a.Procs)
+		out[i].Pending = slices.Clone(a.Pending)
 	}
 	return out
 }
@@ -375,6 +417,20 @@ func (m *Manager) Active() []Active {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.snapshot()
+}
+
+// reverting lists the patches a revert of was journalled but not
+// finished (the agent stopped meanwhile).
+func (m *Manager) reverting() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, a := range m.active {
+		if a.State == StateReverting && !slices.Contains(out, a.Name) {
+			out = append(out, a.Name)
+		}
+	}
+	return out
 }
 
 func (m *Manager) hasActive() bool {
