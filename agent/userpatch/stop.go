@@ -1,6 +1,7 @@
 package userpatch
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 // thread is one seized, stopped thread.
 type thread struct {
 	tid     int
+	tgid    int          // its process (pid, or a process sharing its memory)
 	kept    []keptSignal // signals the thread stopped with: delivered again at detach
 	stopped bool         // in a ptrace stop (as far as the tracer knows)
 	sigStop bool         // that stop is a signal-delivery-stop (a signal can be given back there)
@@ -69,6 +71,10 @@ func stopAll(pid int) (_ *stopped, err error) {
 		}
 	}()
 	seen := map[int]bool{}
+	// Processes sharing the address space (a vfork child and its
+	// parent, any CLONE_VM process) run the same code: theirs are
+	// stopped and scanned too.
+	sharers := mmSharers(pid)
 	for round := 0; ; round++ {
 		if round == maxStopRounds {
 			return nil, fmt.Errorf("userpatch: pid %d: threads still appearing after %d rounds: %w", pid, round, ErrBusy)
@@ -76,6 +82,15 @@ func stopAll(pid int) (_ *stopped, err error) {
 		tids, err := tasks(pid)
 		if err != nil {
 			return nil, err
+		}
+		tgid := map[int]int{}
+		for _, o := range sharers {
+			if more, err := tasks(o); err == nil {
+				for _, tid := range more {
+					tgid[tid] = o
+				}
+				tids = append(tids, more...)
+			}
 		}
 		var fresh []int
 		for _, tid := range tids {
@@ -91,6 +106,7 @@ func stopAll(pid int) (_ *stopped, err error) {
 		for _, tid := range fresh {
 			th, err := seize(tid)
 			if th != nil {
+				th.tgid = cmp.Or(tgid[tid], pid)
 				// Attached: from here on detach must see it.
 				s.threads = append(s.threads, th)
 				pending = append(pending, th)
@@ -125,6 +141,32 @@ func stopAll(pid int) (_ *stopped, err error) {
 	}
 	s.mem = mem
 	return s, nil
+}
+
+// mmSharers lists the other processes whose memory is pid's (kcmp
+// KCMP_VM): a vfork child while it runs, its parent, CLONE_VM children.
+func mmSharers(pid int) []int {
+	all, err := pids()
+	if err != nil {
+		return nil
+	}
+	const kcmpVM = 1
+	var out []int
+	for _, o := range all {
+		if o == pid {
+			continue
+		}
+		r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(o), kcmpVM, 0, 0, 0)
+		if errno != 0 || r != 0 {
+			continue
+		}
+		// Kernel threads and exited processes have no memory at all,
+		// which kcmp finds equal to that of a process exiting now.
+		if m, err := readMaps(o); err == nil && len(m) > 0 {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // gone wraps ESRCH as ErrGone, keeping the errno.
@@ -339,7 +381,7 @@ func (th *thread) release(pid int) bool {
 	}
 	th.stopped = false
 	for _, k := range kept {
-		requeue(pid, th.tid, k)
+		requeue(cmp.Or(th.tgid, pid), th.tid, k)
 	}
 	th.kept = nil
 	return true

@@ -230,3 +230,41 @@ func TestSleepResumesWhereItWas(t *testing.T) {
 	}
 	p.alive(t)
 }
+
+// TestVforkChildStopsItsParent: a vfork child shares its parent's
+// memory, so patching the child patches the parent too. The stop takes
+// in every task sharing the memory: the parent's thread waiting for the
+// child cannot stop, so the apply is refused (before, the child alone
+// was stopped and patched while the parent's other threads ran), and no
+// task of either stays traced.
+func TestVforkChildStopsItsParent(t *testing.T) {
+	f := fixtures(t)
+	p := start(t, f, userpatchtest.GTProg, "2", "vfork", "8")
+	p.waitFor(t, "vf=1")
+	var child int
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.pid()))
+	for _, e := range ents {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", p.pid(), e.Name()))
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			child, _ = strconv.Atoi(f[0])
+		}
+	}
+	if child == 0 {
+		t.Fatal("no vfork child found")
+	}
+	pt := userpatch.NewPatcher()
+	defer pt.Close()
+	_, err := pt.Apply(context.Background(), child, bundle(t, f, userpatchtest.GTBundle), userpatch.Options{})
+	t.Logf("Apply to the vfork child %d: %v", child, err)
+	if !errors.Is(err, userpatch.ErrBusy) {
+		t.Fatalf("Apply to a vfork child = %v, want ErrBusy (its parent's waiting thread cannot stop)", err)
+	}
+	for _, pid := range []int{p.pid(), child} {
+		if tr := tracedTasks(t, pid); len(tr) > 0 {
+			t.Fatalf("pid %d: tasks still traced: %v", pid, tr)
+		}
+	}
+	p.waitFor(t, "vf=2")
+	p.waitFor(t, userpatchtest.GTBefore)
+	p.alive(t)
+}
