@@ -32,6 +32,7 @@ type patchView struct {
 	Soname  string     `json:"soname,omitempty"`
 	BuildID string     `json:"build_id"`
 	State   string     `json:"state"` // active or reverted
+	Scope   string     `json:"scope"` // which processes it reaches
 	Procs   []procView `json:"processes"`
 }
 
@@ -68,7 +69,7 @@ func cmdPatches(_ context.Context, e env, args []string) error {
 	}
 	views := make([]patchView, 0, len(act))
 	for _, a := range act {
-		v := patchView{Name: a.Name, Soname: a.Soname, BuildID: a.BuildID, State: "active", Procs: []procView{}}
+		v := patchView{Name: a.Name, Soname: a.Soname, BuildID: a.BuildID, State: "active", Scope: userpatch.ScopeText(a.Scope), Procs: []procView{}}
 		if a.Reverted() {
 			v.State = userpatch.StateReverted
 		}
@@ -103,7 +104,7 @@ func cmdPatches(_ context.Context, e env, args []string) error {
 		return nil
 	}
 	for _, v := range views {
-		fmt.Fprintf(e.stdout, "%s  %s build %s  %s  %d processes\n", v.Name, v.Soname, v.BuildID, v.State, len(v.Procs))
+		fmt.Fprintf(e.stdout, "%s  %s build %s  %s  %d processes\n  scope: %s\n", v.Name, v.Soname, v.BuildID, v.State, len(v.Procs), v.Scope)
 		for _, p := range v.Procs {
 			state := "patched"
 			if !p.Carries {

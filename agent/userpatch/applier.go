@@ -142,6 +142,9 @@ func (a *Applier) Check(ctx context.Context, c *manifest.Component) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if outOfScope(pid, u.Scope) != "" {
+			continue // never patched: its build does not matter
+		}
 		maps, err := readMaps(pid)
 		if err != nil {
 			continue
@@ -171,7 +174,7 @@ func (a *Applier) Apply(ctx context.Context, c *manifest.Component, files map[st
 	if c.Kind != manifest.KindUserPatch || c.UserPatch == nil {
 		return "", fmt.Errorf("userpatch: component %s is not a userspace live patch", c.Name)
 	}
-	var applied, failed, skipped int
+	var applied, failed, skipped, outside int
 	var names []string
 	for _, pb := range c.UserPatch.Bundles {
 		b, keep, err := a.store(pb, files[pb.Target])
@@ -179,7 +182,7 @@ func (a *Applier) Apply(ctx context.Context, c *manifest.Component, files map[st
 			a.revertNames(ctx, names)
 			return "", err
 		}
-		res, err := a.m.Add(ctx, b, keep)
+		res, err := a.m.AddIn(ctx, b, keep, c.UserPatch.Scope)
 		if err != nil {
 			a.revertNames(ctx, names)
 			return "", err
@@ -191,6 +194,12 @@ func (a *Applier) Apply(ctx context.Context, c *manifest.Component, files map[st
 				applied++
 			case ResultFailed:
 				failed++
+			case ResultSkipped:
+				if strings.HasPrefix(r.Reason, "out of scope") {
+					outside++
+				} else {
+					skipped++
+				}
 			default:
 				skipped++
 			}
@@ -200,7 +209,8 @@ func (a *Applier) Apply(ctx context.Context, c *manifest.Component, files map[st
 		a.revertNames(ctx, names)
 		return "", fmt.Errorf("userpatch: %s failed in all %d processes it targets: %s", c.Name, failed, a.firstReason(names))
 	}
-	return fmt.Sprintf("%s: %d processes patched, %d failed, %d skipped", c.Name, applied, failed, skipped), nil
+	return fmt.Sprintf("%s: %d processes patched, %d failed, %d skipped, %d out of scope (%s)",
+		c.Name, applied, failed, skipped, outside, ScopeText(c.UserPatch.Scope)), nil
 }
 
 func (a *Applier) firstReason(names []string) string {

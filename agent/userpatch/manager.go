@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/graft-dev/graft/manifest"
 	"github.com/graft-dev/graft/manifest/ulp"
 )
 
@@ -54,7 +55,9 @@ type Active struct {
 	// again), StateReverted once it is reverted everywhere: the journal
 	// and status say so, rescans leave it alone, and Add of the same
 	// bundle applies it again. Empty: active.
-	State  string `json:"state,omitempty"`
+	State string `json:"state,omitempty"`
+	// Scope is which processes get the patch (the component's).
+	Scope  manifest.Scope `json:"scope"`
 	bundle *ulp.Bundle
 }
 
@@ -185,6 +188,12 @@ func key(name string, id []byte) string { return name + "@" + hex.EncodeToString
 // bundle is kept (for restarts). The results say what happened per
 // process; an error means b was not made active.
 func (m *Manager) Add(ctx context.Context, b *ulp.Bundle, file string) ([]ProcResult, error) {
+	return m.AddIn(ctx, b, file, manifest.Scope{})
+}
+
+// AddIn is Add for the processes in scope sc only; the others are
+// reported skipped, "out of scope".
+func (m *Manager) AddIn(ctx context.Context, b *ulp.Bundle, file string, sc manifest.Scope) ([]ProcResult, error) {
 	if b.Arch != nativeArch {
 		return nil, fmt.Errorf("userpatch: bundle %s is for %s, this agent patches %s processes: %w", b.Name, b.Arch, nativeArch, ErrWrongArch)
 	}
@@ -198,12 +207,12 @@ func (m *Manager) Add(ctx context.Context, b *ulp.Bundle, file string) ([]ProcRe
 			}
 			// Reverted before: active again, from this bundle.
 			a = x
-			a.State, a.File, a.bundle, a.Soname = "", file, b, b.Soname
+			a.State, a.File, a.bundle, a.Soname, a.Scope = "", file, b, b.Soname, sc
 			break
 		}
 	}
 	if a == nil {
-		a = &Active{Name: b.Name, BuildID: hex.EncodeToString(b.BuildID), Soname: b.Soname, File: file, bundle: b}
+		a = &Active{Name: b.Name, BuildID: hex.EncodeToString(b.BuildID), Soname: b.Soname, File: file, Scope: sc, bundle: b}
 		m.active = append(m.active, a)
 	}
 	clear(m.seen)
@@ -349,6 +358,11 @@ func (m *Manager) pass(ctx context.Context, a *Active, o Options) []ProcResult {
 			continue // another program, or gone
 		}
 		r := ProcResult{PID: pid, Comm: t.Comm}
+		if why := outOfScope(pid, a.Scope); why != "" {
+			r.Result, r.Reason = ResultSkipped, "out of scope: "+why
+			res = append(res, r)
+			continue
+		}
 		intended := false
 		o.Intent = func(ap *Applied) error {
 			a.Pending, intended = append(a.Pending, ap), true
