@@ -282,14 +282,13 @@ func sleep(ctx context.Context, d time.Duration) error {
 // thread was in the way (the process is resumed; try again later).
 func (p *Patcher) attemptApply(ctx context.Context, t *Target, b *ulp.Bundle, a *Applied, want uint64, image []byte, o Options) (done bool, err error) {
 	err = p.t.do(ctx, func() error {
-		start := time.Now()
 		s, err := stopAll(t.PID)
 		if err != nil {
 			return err
 		}
 		defer func() {
 			s.detach()
-			a.Stop = time.Since(start)
+			a.Stop = time.Since(s.began)
 		}()
 		if err := checkTargets(s, t.Base, b); err != nil {
 			return err
@@ -522,14 +521,13 @@ func (p *Patcher) attemptRevert(ctx context.Context, a *Applied, o Options) (don
 		return false, fmt.Errorf("userpatch: pid %d is another process now: %w", a.PID, ErrGone)
 	}
 	err = p.t.do(ctx, func() error {
-		start := time.Now()
 		s, err := stopAll(a.PID)
 		if err != nil {
 			return err
 		}
 		defer func() {
 			s.detach()
-			a.Stop = time.Since(start)
+			a.Stop = time.Since(s.began)
 		}()
 		for _, site := range a.Sites {
 			got, err := s.read(site.Addr, len(site.Tramp))

@@ -54,6 +54,7 @@ type stopped struct {
 	threads []*thread
 	mem     *os.File // /proc/PID/mem: reads and writes, even to read-only code
 	inj     *thread  // the thread injected system calls run on (injector)
+	began   time.Time
 }
 
 // maxStopRounds bounds how often the thread list is re-read while threads
@@ -75,6 +76,7 @@ func stopAll(pid int) (_ *stopped, err error) {
 	// parent, any CLONE_VM process) run the same code: theirs are
 	// stopped and scanned too.
 	sharers := mmSharers(pid)
+	s.began = time.Now() // the process is stopped from here on
 	for round := 0; ; round++ {
 		if round == maxStopRounds {
 			return nil, fmt.Errorf("userpatch: pid %d: threads still appearing after %d rounds: %w", pid, round, ErrBusy)
