@@ -49,15 +49,15 @@ const (
 // mmapOffset: the last mmap argument is a byte offset here.
 func mmapOffset(off uint64) uint64 { return off }
 
-// svcInsn: none; see atRestart.
-var svcInsn []byte
+// svcAt: none; see atRestart.
+func svcAt(*regs) []byte { return nil }
 
 func setPC(r *regs, pc uint64) { r.Rip = pc }
 
-// syscallNR, setSyscallNR and skipSyscall serve the arm64 restart path
-// only (atRestart is false here).
-func syscallNR(r *regs) uint64        { return r.Orig_rax }
-func setSyscallNR(r *regs, nr uint64) { r.Orig_rax = nr }
+// entryNR, setSyscallNR and skipSyscall serve the arm restart path only
+// (atRestart is false here).
+func entryNR(_ int, r *regs) (uint64, error) { return r.Orig_rax, nil }
+func setSyscallNR(r *regs, nr uint64)        { r.Orig_rax = nr }
 func skipSyscall(tid int) error {
 	var r regs
 	if err := unix.PtraceGetRegs(tid, &r); err != nil {

@@ -51,15 +51,15 @@ const (
 
 func mmapOffset(off uint64) uint64 { return off }
 
-// svcInsn is `svc #0`, where the kernel parks a thread whose system
-// call it restarts.
-var svcInsn = []byte{0x01, 0x00, 0x00, 0xd4}
+// svcAt is `svc #0`, where the kernel parks a thread whose system call
+// it restarts.
+func svcAt(*regs) []byte { return []byte{0x01, 0x00, 0x00, 0xd4} }
 
 func setPC(r *regs, pc uint64) { r.Pc = pc }
 
-// syscallNR is the system call number at a syscall-entry stop: x8, which
+// entryNR is the system call number at a syscall-entry stop: x8, which
 // the kernel set to restart_syscall when it restarts a call that way.
-func syscallNR(r *regs) uint64 { return r.Regs[8] }
+func entryNR(_ int, r *regs) (uint64, error) { return r.Regs[8], nil }
 
 func setSyscallNR(r *regs, nr uint64) { r.Regs[8] = nr }
 

@@ -20,7 +20,10 @@ import (
 //     only on its way back to user space, which an injected call
 //     cancels. There the thread is first run into the system call
 //     (PTRACE_SYSCALL), where the kernel's choice is visible in x8, the
-//     call is skipped, and x8 gets that choice back at the end.
+//     call is skipped, and x8 gets that choice back at the end. 32-bit
+//     ARM restarts inside the kernel without returning to user space;
+//     the same run into the call shows its choice (PTRACE_GET_SYSCALL_INFO)
+//     and r7 gets it back, so that the `svc` runs restart_syscall.
 //   - A restartable sequence (rseq) the thread is inside: the kernel
 //     aborts it to its abort handler whenever the thread is preempted or
 //     gets a signal, and clears the thread's rseq_cs on any return to
@@ -28,15 +31,15 @@ import (
 //     aborted first, as the kernel would.
 
 // atRestart reports whether th is parked on a system call instruction
-// the kernel may have rewound to restart a call (see above; only where
-// svcInsn is set).
+// the kernel may have rewound to restart a call (see above; never on
+// x86_64).
 func (s *stopped) atRestart(th *thread) bool {
-	if len(svcInsn) == 0 {
+	insn := svcAt(&th.regs)
+	if len(insn) == 0 {
 		return false
 	}
-	pc := regPC(&th.regs)
-	b, err := s.read(pc, len(svcInsn))
-	return err == nil && string(b) == string(svcInsn)
+	b, err := s.read(regPC(&th.regs), len(insn))
+	return err == nil && string(b) == string(insn)
 }
 
 // injectRegs returns the registers th gets back after the injected
@@ -71,6 +74,7 @@ func (s *stopped) runIntoSyscall(th *thread) (uint64, error) {
 	}
 	others := s.others(th)
 	var nr uint64
+	var err error
 	entered := false
 	for range maxSyscallStops {
 		if err := unix.PtraceSyscall(th.tid, 0); err != nil {
@@ -93,7 +97,10 @@ func (s *stopped) runIntoSyscall(th *thread) (uint64, error) {
 			return 0, fmt.Errorf("userpatch: pid %d: registers: %w", s.pid, gone(err))
 		}
 		if !entered {
-			nr, entered = syscallNR(&r), true
+			if nr, err = entryNR(th.tid, &r); err != nil {
+				return 0, fmt.Errorf("userpatch: pid %d: system call number: %w", s.pid, gone(err))
+			}
+			entered = true
 			if err := skipSyscall(th.tid); err != nil {
 				return 0, fmt.Errorf("userpatch: pid %d: skip the system call: %w", s.pid, gone(err))
 			}
