@@ -27,6 +27,7 @@ func (s *countingStore) SavePatches([]userpatch.Active) error {
 // differ from the bundle's) is not stopped again on every rescan, and
 // rescans that change nothing write no journal.
 func TestFailingProcessBacksOff(t *testing.T) {
+	hostOnly(t)
 	f := fixtures(t)
 	p := start(t, f, userpatchtest.GTProg, "1")
 	p.waitFor(t, userpatchtest.GTBefore)

@@ -47,6 +47,7 @@ func (s *crashStore) SavePatches(a []userpatch.Active) error {
 // process carrying the patch (so it can be reverted), and then the
 // patch reverted (so it is not applied again).
 func TestAgentCrash(t *testing.T) {
+	hostOnly(t)
 	f := fixtures(t)
 	p := start(t, f, userpatchtest.GTProg, "1")
 	p.waitFor(t, userpatchtest.GTBefore)

@@ -30,6 +30,7 @@ const (
 // Apply fails with ErrDenied and the reason, not ErrGone, and the
 // manager reports the process failed, not skipped.
 func TestSeizeDenied(t *testing.T) {
+	hostOnly(t)
 	f := fixtures(t)
 	p := start(t, f, userpatchtest.GTProg, "1")
 	p.waitFor(t, userpatchtest.GTBefore)

@@ -15,6 +15,7 @@ import (
 // that it no longer holds the trampolines and patches the new image, and
 // Remove reverts it there.
 func TestExecPatchedAgain(t *testing.T) {
+	hostOnly(t)
 	f := fixtures(t)
 	prog := f.Path(userpatchtest.GTProg)
 	cmd := exec.Command(prog, "1", "exec", prog, "2")

@@ -62,6 +62,7 @@ func TestReadOnlyCopyNotPatched(t *testing.T) {
 // afterwards maps the new build, and the agent, which has read the old
 // one, must not take it for the bundle's target.
 func TestBuildIDFollowsRewrittenFile(t *testing.T) {
+	hostOnly(t)
 	f := fixtures(t)
 	dir := t.TempDir()
 	for _, name := range []string{userpatchtest.GTProg, f.LibGT} {

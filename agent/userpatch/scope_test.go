@@ -20,6 +20,7 @@ import (
 // leaves the process alone and reports it skipped as out of scope; a
 // scope naming its executable patches it.
 func TestScope(t *testing.T) {
+	hostOnly(t)
 	f := fixtures(t)
 	p := start(t, f, userpatchtest.GTProg, "1")
 	p.waitFor(t, userpatchtest.GTBefore)
@@ -64,6 +65,7 @@ func TestScope(t *testing.T) {
 // namespace (a container) is out of scope; a scope that includes other
 // namespaces patches it.
 func TestScopeOtherPIDNamespace(t *testing.T) {
+	hostOnly(t)
 	f := fixtures(t)
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {

@@ -124,8 +124,8 @@ func (p *proc) field(t *testing.T, name string) int {
 func TestSignalsKeptAcrossApply(t *testing.T) {
 	f := fixtures(t)
 	n := 20000
-	if testing.Short() {
-		n = 4000
+	if testing.Short() || os.Getenv(fixtureEnv) != "" {
+		n = 4000 // -short, and the emulated guests
 	}
 	p := start(t, f, userpatchtest.GTProg, "2", "signals")
 	p.waitFor(t, userpatchtest.GTBefore)
