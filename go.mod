@@ -1,6 +1,6 @@
 module github.com/graft-dev/graft
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/eclipse/paho.mqtt.golang v1.5.1
@@ -10,6 +10,7 @@ require (
 	github.com/sigstore/sigstore v1.10.6
 	github.com/theupdateframework/go-tuf/v2 v2.4.2
 	github.com/u-root/u-root v0.16.0
+	golang.org/x/arch v0.33.0
 	golang.org/x/sys v0.43.0
 )
 

@@ -586,6 +586,30 @@ func regionsOf(sites []Site) []region {
 // (an instruction boundary before the write) is safe, one past it is not.
 func (r region) inside(v uint64) bool { return v > r.lo && v < r.hi }
 
+// syscallInsns are the system call instructions, as the bytes that end
+// at a thread's PC while it is stopped in one: the kernel restarts an
+// interrupted call by moving the PC back over them.
+var syscallInsns = map[string][][]byte{
+	ulp.AMD64: {{0x0f, 0x05}},                           // syscall
+	ulp.ARM64: {{0x01, 0x00, 0x00, 0xd4}},               // svc #0
+	ulp.ARM:   {{0x00, 0x00, 0x00, 0xef}, {0x00, 0xdf}}, // svc #0 (ARM), svc #0 (Thumb)
+}
+
+// restartsBefore reports whether the thread stopped at pc may be in a
+// system call the kernel restarts at the instruction before pc.
+func (s *stopped) restartsBefore(pc uint64) bool {
+	for _, insn := range syscallInsns[nativeArch] {
+		n := uint64(len(insn))
+		if pc < n {
+			continue
+		}
+		if b, err := s.read(pc-n, int(n)); err != nil || bytes.Equal(b, insn) {
+			return true // unreadable: assume the worst
+		}
+	}
+	return false
+}
+
 // inUse reports whether any thread's PC or link register, or any word on
 // any thread's stack (from its SP to the end of its stack mapping), points
 // strictly inside one of the regions. It is conservative: a stale word
@@ -599,6 +623,11 @@ func (s *stopped) inUse(rs []region, maps []Mapping, maxStack uint64) (bool, err
 		}
 		return slices.ContainsFunc(rs, func(r region) bool { return r.inside(v) })
 	}
+	// A PC at a region's end counts when the instruction ending there is
+	// a system call: an interrupted one restarts inside the region.
+	hitPC := func(v uint64) bool {
+		return hit(v) || slices.ContainsFunc(rs, func(r region) bool { return v == r.hi && s.restartsBefore(v) })
+	}
 	fresh := false
 	if maps == nil {
 		m, err := readMaps(s.pid)
@@ -608,7 +637,7 @@ func (s *stopped) inUse(rs []region, maps []Mapping, maxStack uint64) (bool, err
 		maps, fresh = m, true
 	}
 	for _, th := range s.threads {
-		if hit(regPC(&th.regs)) || hit(regLR(&th.regs)) {
+		if hitPC(regPC(&th.regs)) || hit(regLR(&th.regs)) {
 			return true, nil
 		}
 		sp := regSP(&th.regs)

@@ -156,6 +156,12 @@ func Build(ctx context.Context, goarch, dir string, libs Libs) (*Fixtures, error
 	if err := ec.run("-O2", "-o", filepath.Join(ec.dir, GTProg), filepath.Join(SourceDir(), "gtprog.c"), "-L"+ec.dir, "-l:"+ec.lib, "-lpthread", "-Wl,-rpath,$ORIGIN"); err != nil {
 		return nil, err
 	}
+	if err := buildEntries(ctx, goarch, dir); err != nil {
+		return nil, err
+	}
+	if err := buildBinding(ctx, goarch, dir, libs.Libc); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 

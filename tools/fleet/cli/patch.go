@@ -93,6 +93,12 @@ func printPatchReport(w io.Writer, out string, n int, r *patchbuild.Report) {
 	if r.NoEscape {
 		fmt.Fprintln(w, "no pointer into the patch escapes: its mapping may be removed after a revert")
 	}
+	for _, g := range r.Bindings {
+		fmt.Fprintf(w, "bound: %s\n", g)
+	}
+	for _, g := range r.Guarded {
+		fmt.Fprintf(w, "guarded: %s\n", g)
+	}
 	for _, c := range r.Checks {
 		fmt.Fprintf(w, "checked: %s\n", c)
 	}

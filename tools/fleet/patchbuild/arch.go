@@ -161,8 +161,11 @@ func typeName(arch string, t uint32) string {
 var (
 	// jmp *slot(%rip); padding
 	veneerAMD64 = []byte{0xff, 0x25, 0, 0, 0, 0, 0xcc, 0xcc}
-	// adrp x16, slot; ldr x16, [x16, :lo12:slot]; br x16; udf
-	veneerARM64 = []byte{0x10, 0x00, 0x00, 0x90, 0x10, 0x02, 0x40, 0xf9, 0x00, 0x02, 0x1f, 0xd6, 0, 0, 0, 0}
+	// adrp x16, slot; ldr x17, [x16, :lo12:slot]; add x16, x16,
+	// :lo12:slot; br x17 — the PLT's own form: x16 holds the slot's
+	// address, which glibc's lazy-binding resolver needs when the slot
+	// is the target's GOT entry of a function not bound yet.
+	veneerARM64 = []byte{0x10, 0x00, 0x00, 0x90, 0x11, 0x02, 0x40, 0xf9, 0x10, 0x02, 0x00, 0x91, 0x20, 0x02, 0x1f, 0xd6}
 	// Thumb-2: ldr.w ip, [pc, #8]; add ip, pc; ldr.w pc, [ip]; nop;
 	// .word slot - (here + 8), as REL32 with in-place addend 4.
 	veneerThumb = []byte{0xdf, 0xf8, 0x08, 0xc0, 0xfc, 0x44, 0xdc, 0xf8, 0x00, 0xf0, 0x00, 0xbf, 0x04, 0, 0, 0}
@@ -200,6 +203,7 @@ func veneerRelocs(arch string, at uint64, base ulp.Base, slot uint64) []ulp.Relo
 		return []ulp.Reloc{
 			{Offset: at, Type: uint32(elf.R_AARCH64_ADR_PREL_PG_HI21), Base: base, Sym: slot},
 			{Offset: at + 4, Type: uint32(elf.R_AARCH64_LDST64_ABS_LO12_NC), Base: base, Sym: slot},
+			{Offset: at + 8, Type: uint32(elf.R_AARCH64_ADD_ABS_LO12_NC), Base: base, Sym: slot},
 		}
 	}
 	return []ulp.Reloc{{Offset: at + 12, Type: uint32(elf.R_ARM_REL32), Base: base, Sym: slot}}

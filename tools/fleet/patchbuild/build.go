@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/graft-dev/graft/manifest/ulp"
 )
@@ -118,6 +119,7 @@ type builder struct {
 	veneerStart  uint64
 	placedFuncs  map[*funcUnit]bool
 	placedRodata map[string]bool
+	branchAt     map[string]uint64 // replaced function → first branch target in its trampoline bytes
 }
 
 // BuildFiles compares the original and fixed objects and builds the
@@ -133,10 +135,10 @@ func BuildFiles(in Files) (*ulp.Bundle, *Report, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	load := func(objs []Object, which string) (*build, error) {
+	load := func(objs []Object, which string, cu func(int, Object) string) (*build, error) {
 		var out []*object
-		for _, o := range objs {
-			ob, err := loadObject(o, t.arch)
+		for i, o := range objs {
+			ob, err := loadObject(o, t.arch, cu(i, o))
 			if err != nil {
 				return nil, err
 			}
@@ -144,11 +146,13 @@ func BuildFiles(in Files) (*ulp.Bundle, *Report, error) {
 		}
 		return newBuild(out, which)
 	}
-	orig, err := load(in.Orig, "original")
+	orig, err := load(in.Orig, "original", func(int, Object) string { return "" })
 	if err != nil {
 		return nil, nil, err
 	}
-	fixed, err := load(in.Fixed, "fixed")
+	// The fixed build's statics are matched by the compilation unit of
+	// the original they pair with, not by their own source file's name.
+	fixed, err := load(in.Fixed, "fixed", func(i int, o Object) string { return pairCU(o, i, orig.objs, len(in.Fixed)) })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -161,7 +165,7 @@ func BuildFiles(in Files) (*ulp.Bundle, *Report, error) {
 	}
 	b := &builder{arch: t.arch, t: t, orig: orig, fixed: fixed, replace: map[*funcUnit]bool{},
 		pieces: map[*object]map[int]*piece{}, slotIdx: map[string]int{}, venIdx: map[veneer]int{}, rep: rep,
-		placedFuncs: map[*funcUnit]bool{}, placedRodata: map[string]bool{}}
+		placedFuncs: map[*funcUnit]bool{}, placedRodata: map[string]bool{}, branchAt: map[string]uint64{}}
 	var changed []*funcUnit
 	for _, fu := range fixed.order {
 		ofu, ok := orig.funcs[fu.key]
@@ -205,7 +209,7 @@ func BuildFiles(in Files) (*ulp.Bundle, *Report, error) {
 		}
 		bundle.Funcs = append(bundle.Funcs, f)
 		rep.Replaced = append(rep.Replaced, FuncReport{Symbol: f.Symbol, Target: f.Target, Size: f.Size, New: f.New,
-			Length: len(fu.obj.data(fu.secs[0])), Keep: f.Keep, Guard: f.Guard, Thumb: f.Thumb})
+			Length: len(fu.obj.data(fu.secs[0])), Keep: f.Keep, Guard: f.Guard, BranchIn: b.branchAt[fu.name], Thumb: f.Thumb})
 	}
 	rep.Code, rep.Data, rep.BSS = len(bundle.Code), len(bundle.Data), bundle.BSS
 	rep.GOTSlots, rep.Veneers = len(b.slots), len(b.veneers)
@@ -247,6 +251,41 @@ func (b *builder) targetDest(name string, ts tsym, within uint64, s elf.Symbol) 
 	return dest{name: name, base: ulp.BaseTarget, sym: b.t.off(ts.value) - within + s.Value}, nil
 }
 
+// bindTarget is targetDest for a symbol the target defines, bound as
+// the target's own code binds it: through the target's GOT entry when
+// the process may bind it to another definition (a copy in the program,
+// an interposing function or LD_PRELOAD library), so that the patch uses
+// exactly what the original code used; directly when it cannot be
+// interposed or the target's code uses its definition directly. A
+// preemptible symbol with neither is refused.
+func (b *builder) bindTarget(name string, ts tsym, within uint64, s elf.Symbol) (dest, error) {
+	d, err := b.targetDest(name, ts, within, s)
+	if err != nil || !b.t.preemptible(ts) {
+		return d, err
+	}
+	if slot, ok := b.t.gotSlot[name]; ok {
+		if s.Value != within {
+			return dest{}, fmt.Errorf("%w: a reference to %s%+d, inside a symbol the process binds at run time",
+				ErrBinding, name, int64(s.Value-within))
+		}
+		b.noteBinding(name + " through the target's GOT entry")
+		return dest{name: name, imported: true, slot: b.t.off(slot)}, nil
+	}
+	if b.t.bindsLocally(name, ts) {
+		b.noteBinding(name + " directly: the target's own code does")
+		return d, nil
+	}
+	return dest{}, fmt.Errorf("%w: %s is exported with default visibility, so the process may bind it to another definition "+
+		"(a copy in the program, an interposing library), but the target has no GOT entry for it and never uses its own "+
+		"definition directly: the patch cannot know which one the code it replaces would use", ErrBinding, name)
+}
+
+func (b *builder) noteBinding(what string) {
+	if !slices.Contains(b.rep.Bindings, what) {
+		b.rep.Bindings = append(b.rep.Bindings, what)
+	}
+}
+
 // resolve decides where the symbol of relocation r of object o lives:
 // in the patch (placing what it needs) or in the target.
 func (b *builder) resolve(o *object, r rel) (dest, error) {
@@ -263,6 +302,15 @@ func (b *builder) resolve(o *object, r rel) (dest, error) {
 	case refFunc:
 		fu := rf.fu
 		_, inOrig := b.orig.funcs[fu.key]
+		if !inOrig && fu.local {
+			// A "new" static the target already has from this unit is
+			// one the original objects lack: a copy beside it would
+			// leave the target's other callers on the old code.
+			if ts, err := b.t.lookup(fu.name, true, o.file, 0); err == nil {
+				return dest{}, fmt.Errorf("%w: static %s of %s is in the target (%#x) but in no original object: pass the original object that defines it",
+					ErrUnresolved, fu.name, o.file, ts.value)
+			}
+		}
 		if b.replace[fu] || !inOrig {
 			if !inOrig && !b.placedFuncs[fu] {
 				b.rep.New = append(b.rep.New, fu.name)
@@ -271,9 +319,9 @@ func (b *builder) resolve(o *object, r rel) (dest, error) {
 			return patch(b.pieces[o][rf.sec], fu.name), nil
 		}
 		if rf.sec == fu.secs[0] {
-			ts, err := b.t.lookup(fu.name, fu.local, o.file)
+			ts, err := b.t.lookup(fu.name, fu.local, o.file, fu.sym.Size)
 			if err == nil {
-				return b.targetDest(fu.name, ts, fu.sym.Value, s)
+				return b.bindTarget(fu.name, ts, fu.sym.Value, s)
 			}
 			if !fu.local || !errors.Is(err, ErrUnresolved) {
 				return dest{}, err
@@ -290,10 +338,10 @@ func (b *builder) resolve(o *object, r rel) (dest, error) {
 		d := rf.d
 		sec := o.f.Sections[rf.sec]
 		od, inOrig := b.orig.data[d.key]
-		ts, lerr := b.t.lookup(d.name, d.local, o.file)
+		ts, lerr := b.t.lookup(d.name, d.local, o.file, d.sym.Size)
 		if sec.Flags&elf.SHF_WRITE != 0 {
 			if lerr == nil {
-				return b.targetDest(d.name, ts, d.sym.Value, s)
+				return b.bindTarget(d.name, ts, d.sym.Value, s)
 			}
 			if inOrig || !errors.Is(lerr, ErrUnresolved) {
 				return dest{}, lerr
@@ -317,7 +365,7 @@ func (b *builder) resolve(o *object, r rel) (dest, error) {
 			oc, err1 := od.obj.content(od.sec, int64(od.sym.Value), 0)
 			fc, err2 := o.content(rf.sec, int64(d.sym.Value), 0)
 			if err1 == nil && err2 == nil && oc == fc {
-				return b.targetDest(d.name, ts, d.sym.Value, s)
+				return b.bindTarget(d.name, ts, d.sym.Value, s)
 			}
 		}
 		return patch(b.copyRodata(o, rf.sec), d.name), nil
@@ -329,9 +377,9 @@ func (b *builder) resolve(o *object, r rel) (dest, error) {
 		return patch(b.copyRodata(o, rf.sec), sec.Name), nil
 	}
 	// refExtern
-	ts, err := b.t.lookup(s.Name, false, "")
+	ts, err := b.t.lookup(s.Name, false, "", 0)
 	if err == nil {
-		return b.targetDest(s.Name, ts, 0, s)
+		return b.bindTarget(s.Name, ts, 0, s)
 	}
 	if slot, ok := b.t.gotSlot[s.Name]; ok && errors.Is(err, ErrUnresolved) {
 		return dest{name: s.Name, imported: true, slot: b.t.off(slot)}, nil
@@ -365,8 +413,6 @@ func (b *builder) plan(p *piece) error {
 		switch {
 		case d.gotBase && kind != kGOTBase:
 			return fmt.Errorf("%w: %s: relocation %s against %s", ErrUnsupported, o.f.Sections[p.sec].Name, typeName(b.arch, r.typ), gotBaseName)
-		case kind == kGOTBrel && d.imported:
-			return fmt.Errorf("%w: %s: GOT_BREL load of %s, which the target imports", ErrUnsupported, o.f.Sections[p.sec].Name, d.name)
 		case kind == kGOT || kind == kGOTBrel:
 			if !d.imported {
 				b.slot(d)
@@ -381,6 +427,15 @@ func (b *builder) plan(p *piece) error {
 			extra, err := branchExtra(b.arch, r, o.data(p.sec))
 			if err != nil {
 				return fmt.Errorf("%s: branch to %s: %w", o.f.Sections[p.sec].Name, d.name, err)
+			}
+			if !d.imported && extra == 0 && !b.t.landingPad(d.sym) {
+				// The veneer's BR would fault on the target's
+				// BTI-guarded page: branch to a copy in the patch.
+				if d, err = b.copyForBranch(o, r); err != nil {
+					return fmt.Errorf("%s: %w", o.f.Sections[p.sec].Name, err)
+				}
+				pl.d = d
+				break
 			}
 			v := veneer{imported: d.imported, slot: d.slot, arm: armState(b.arch, r.typ)}
 			if !d.imported {
@@ -408,6 +463,25 @@ func (b *builder) plan(p *piece) error {
 		p.relocs = append(p.relocs, pl)
 	}
 	return nil
+}
+
+// copyForBranch resolves the destination of branch r to a copy of the
+// (unchanged) function in the patch, for a target function the veneer
+// cannot reach: a static of an arm64 BTI target without a landing pad.
+func (b *builder) copyForBranch(o *object, r rel) (dest, error) {
+	rf, err := o.refOf(r)
+	if err != nil {
+		return dest{}, err
+	}
+	if rf.kind != refFunc {
+		return dest{}, fmt.Errorf("%w: a branch to %s, which starts without a BTI landing pad on a BTI-guarded target and is in no object to copy",
+			ErrUnsupported, rf.sym.Name)
+	}
+	if !b.placedFuncs[rf.fu] {
+		b.rep.Copied = append(b.rep.Copied, rf.fu.name)
+	}
+	b.placeFunc(rf.fu)
+	return dest{name: rf.fu.name, base: ulp.BasePatch, p: b.pieces[o][rf.sec], add: rf.sym.Value}, nil
 }
 
 func (b *builder) slot(d dest) int {
@@ -523,6 +597,29 @@ func (b *builder) contained(p *piece, r rel) bool {
 	return false
 }
 
+// jumpTable reports whether p is read-only data holding only a jump
+// table (PC-relative entries into code): code takes its address only to
+// index it and jump, never to store it.
+func (b *builder) jumpTable(p *piece) bool {
+	if p == nil || p.region != regRodata {
+		return false
+	}
+	rs := p.obj.relocs[p.sec]
+	if len(rs) == 0 {
+		return false
+	}
+	for _, r := range rs {
+		if !isPCRel32(b.arch, r.typ) || r.sym < 0 || r.sym >= len(p.obj.syms) {
+			return false
+		}
+		sec, ok := p.obj.section(p.obj.syms[r.sym].Section)
+		if !ok || sec.Flags&elf.SHF_EXECINSTR == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // emit writes the relocations of every piece, the veneers and the GOT,
 // and decides the bundle's NoEscape.
 func (b *builder) emit(bundle *ulp.Bundle) error {
@@ -562,8 +659,16 @@ func (b *builder) emit(bundle *ulp.Bundle) error {
 				if pl.r.off+4 > p.obj.f.Sections[p.sec].Size {
 					return fmt.Errorf("%w: %s: relocation at %#x runs past the section", ErrInput, secName, pl.r.off)
 				}
-				slot := b.gotStart + uint64(b.slotIdx[pl.d.id()])*b.ptrSize()
 				field := img(r.Offset)[:4]
+				if pl.d.imported {
+					// The target's GOT entry, from the patch's GOT origin:
+					// REL32 gives entry - here; here - origin is known now.
+					v := binary.LittleEndian.Uint32(field) + uint32(r.Offset-b.gotStart)
+					binary.LittleEndian.PutUint32(field, v)
+					r.Type, r.Base, r.Sym = uint32(elf.R_ARM_REL32), ulp.BaseTarget, pl.d.slot
+					break
+				}
+				slot := b.gotStart + uint64(b.slotIdx[pl.d.id()])*b.ptrSize()
 				v := binary.LittleEndian.Uint32(field) + uint32(slot-b.gotStart)
 				binary.LittleEndian.PutUint32(field, v)
 				continue
@@ -581,7 +686,7 @@ func (b *builder) emit(bundle *ulp.Bundle) error {
 				}
 			default:
 				r.Base, r.Sym = pl.d.base, pl.d.value()
-				if r.Base == ulp.BasePatch && !b.contained(p, pl.r) {
+				if r.Base == ulp.BasePatch && !b.contained(p, pl.r) && !b.jumpTable(pl.d.p) {
 					escapes = append(escapes, fmt.Sprintf("%s+%#x takes the address of %s", secName, pl.r.off, pl.d.name))
 				}
 			}
@@ -617,7 +722,11 @@ func (b *builder) emit(bundle *ulp.Bundle) error {
 
 // funcEntry builds the Func that redirects fu's original in the target.
 func (b *builder) funcEntry(fu *funcUnit, bundle *ulp.Bundle) (ulp.Func, error) {
-	ts, err := b.t.lookup(fu.name, fu.local, fu.obj.file)
+	size := fu.sym.Size // the original's: the fix may have changed it
+	if ofu := b.orig.funcs[fu.key]; ofu != nil {
+		size = ofu.sym.Size
+	}
+	ts, err := b.t.lookup(fu.name, fu.local, fu.obj.file, size)
 	if err != nil {
 		return ulp.Func{}, fmt.Errorf("replaced function: %w", err)
 	}
@@ -630,7 +739,10 @@ func (b *builder) funcEntry(fu *funcUnit, bundle *ulp.Bundle) (ulp.Func, error) 
 		return ulp.Func{}, fmt.Errorf("%w: %s: the target and the fix differ in ARM/Thumb state; build with the target's -marm/-mthumb",
 			ErrUnsupported, fu.name)
 	}
-	addr := ts.value &^ 1
+	addr := ts.value
+	if thumb {
+		addr &^= 1 // only a Thumb symbol's bit 0 is not part of the address
+	}
 	f := ulp.Func{Symbol: fu.name, Target: b.t.off(addr), Size: ts.size, Thumb: thumb}
 	if ts.size > ulp.MaxFuncSize {
 		return ulp.Func{}, fmt.Errorf("%w: %s is %d bytes in the target, the agent checks at most %d",
@@ -655,5 +767,55 @@ func (b *builder) funcEntry(fu *funcUnit, bundle *ulp.Bundle) (ulp.Func, error) 
 	// The agent guards max(Guard, what it overwrites): the short form
 	// unless a branch of the function lands in the bytes.
 	f.Guard = near
+	in, why, err := b.branchIn(fu, tb, f, thumb)
+	if err != nil {
+		return ulp.Func{}, err
+	}
+	if why != "" {
+		f.Guard = f.Size
+		b.rep.Guarded = append(b.rep.Guarded, fmt.Sprintf("%s: %s: no thread may be anywhere in it while the trampoline is written", fu.name, why))
+	}
+	b.branchAt[fu.name] = in
 	return f, nil
+}
+
+// branchIn decides whether fu's original, tb as linked in the target,
+// may jump into the bytes a trampoline overwrites (after f.Keep, up to
+// the far form): then it says why (and returns the first such offset,
+// 0 when unknown). A jump back from the function's cold part into those
+// bytes is refused: the guard cannot cover a thread there.
+func (b *builder) branchIn(fu *funcUnit, tb []byte, f ulp.Func, thumb bool) (uint64, string, error) {
+	lo, hi := f.Keep, min(f.Size, f.Keep+uint64(ulp.FarSize(b.arch, thumb, f.Target+f.Keep)))
+	inside := func(ts []uint64) (uint64, bool) {
+		for _, t := range ts {
+			if t > lo && t < hi {
+				return t, true
+			}
+		}
+		return 0, false
+	}
+	fl := codeFlow(b.arch, thumb, tb)
+	if ofu := b.orig.funcs[fu.key]; ofu != nil {
+		if off, found, ok := intoOwnEntry(ofu, hi); ok && found {
+			return 0, "", fmt.Errorf("%w: %s: its cold part jumps back to entry+%d, into the bytes a trampoline overwrites",
+				ErrUnsupported, fu.name, off)
+		}
+		tables, ok := tableTargets(ofu)
+		if !ok {
+			return 0, "a jump table whose targets are not known", nil
+		}
+		if t, found := inside(tables); found {
+			return t, fmt.Sprintf("a jump table entry lands at entry+%d", t), nil
+		}
+		if len(tables) > 0 {
+			fl.opaque = ""
+		}
+	}
+	if t, found := inside(fl.targets); found {
+		return t, fmt.Sprintf("a branch of its own lands at entry+%d, inside the %d bytes a trampoline may overwrite", t, hi), nil
+	}
+	if fl.opaque != "" {
+		return 0, fl.opaque, nil
+	}
+	return 0, "", nil
 }

@@ -9,8 +9,12 @@
 // and a report; Build is the thin edge that opens files by path. It refuses
 // what it cannot patch safely — nothing changed, a changed data layout, a
 // function too short for a trampoline, an object of another arch, a symbol
-// the target lacks, a relocation ulp cannot apply — with an error wrapping
-// one of the Err* sentinels and naming what failed.
+// the target lacks (statics are matched by name, compilation unit and
+// size), a preemptible symbol whose run-time binding it cannot follow, a
+// relocation ulp cannot apply — with an error wrapping one of the Err*
+// sentinels and naming what failed. What it cannot refuse it makes safe:
+// a function whose own branches land in the bytes a trampoline overwrites
+// gets the whole function as its guard (golang.org/x/arch decodes it).
 //
 // It must never guess: no symbol is resolved by a fuzzy match, no
 // relocation type is translated unless its meaning is kept exactly, and it

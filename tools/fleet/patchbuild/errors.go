@@ -27,6 +27,11 @@ var (
 	// ErrAmbiguous: a local symbol name has several addresses in the
 	// target and nothing tells them apart.
 	ErrAmbiguous = errors.New("patchbuild: ambiguous symbol")
+	// ErrBinding: the patch refers to a symbol the process may bind to
+	// another definition than the target's (exported with default
+	// visibility: a copy in the program, an interposing library), and
+	// the target has no GOT entry the patch could go through.
+	ErrBinding = errors.New("patchbuild: run-time binding unknown")
 	// ErrUnsupported: code the bundle format cannot express (a relocation
 	// type outside ulp's tables, TLS, anonymous writable data, ...).
 	ErrUnsupported = errors.New("patchbuild: unsupported")

@@ -214,10 +214,14 @@ func (l linked) veneer(addr uint64) (uint64, error) {
 			return 0, fmt.Errorf("not jmp *disp(%%rip)")
 		}
 		return addr + 6 + sx(uint64(l.u32(addr+2)), 32), nil
-	case ulp.ARM64: // adrp x16, page; ldr x16, [x16, #lo]; br x16
-		adrp, ldr, br := l.u32(addr), l.u32(addr+4), l.u32(addr+8)
-		if adrp&0x9f00001f != 0x90000010 || ldr&0xffc003ff != 0xf9400210 || br != 0xd61f0200 {
-			return 0, fmt.Errorf("%08x %08x %08x is not adrp x16; ldr x16, [x16]; br x16", adrp, ldr, br)
+	case ulp.ARM64: // adrp x16, page; ldr x17, [x16, #lo]; add x16, x16, #lo; br x17
+		adrp, ldr, add, br := l.u32(addr), l.u32(addr+4), l.u32(addr+8), l.u32(addr+12)
+		if adrp&0x9f00001f != 0x90000010 || ldr&0xffc003ff != 0xf9400211 || add&0xffc003ff != 0x91000210 || br != 0xd61f0220 {
+			return 0, fmt.Errorf("%08x %08x %08x %08x is not adrp x16; ldr x17, [x16]; add x16, x16; br x17", adrp, ldr, add, br)
+		}
+		// x16 must end up holding the slot's address (lazy binding).
+		if lo := uint64(add >> 10 & 0xfff); lo != uint64(ldr>>10&0xfff)*8 {
+			return 0, fmt.Errorf("add x16 adds %#x, the load reads at %#x", lo, uint64(ldr>>10&0xfff)*8)
 		}
 		page := addr&^0xfff + sx(uint64(adrp>>5&0x7ffff<<2|adrp>>29&3), 21)<<12
 		return page + uint64(ldr>>10&0xfff)*8, nil

@@ -34,7 +34,7 @@ func FuzzLoadObject(f *testing.F) {
 		if err != nil {
 			return
 		}
-		o, err := loadObject(Object{Name: "fuzz.o", File: ef}, ulp.AMD64)
+		o, err := loadObject(Object{Name: "fuzz.o", File: ef}, ulp.AMD64, "")
 		if err != nil {
 			return
 		}

@@ -51,7 +51,7 @@ type object struct {
 	name    string
 	f       *elf.File
 	arch    string
-	file    string // the STT_FILE symbol: the source file name
+	file    string // the compilation unit: the STT_FILE symbol (the source file name), or the original's it pairs with
 	syms    []elf.Symbol
 	relocs  map[int][]rel
 	funcs   map[string]*funcUnit
@@ -63,8 +63,10 @@ type object struct {
 
 // loadObject checks that o is a relocatable object of arch built with
 // function sections and indexes its functions, data objects and
-// relocations.
-func loadObject(o Object, arch string) (*object, error) {
+// relocations. cu, when set, is the compilation unit the object is
+// another build of (its statics are those of cu in the target and in the
+// original build), whatever name its own source file had.
+func loadObject(o Object, arch, cu string) (*object, error) {
 	f := o.File
 	if f == nil {
 		return nil, fmt.Errorf("%w: object %s: nil", ErrInput, o.Name)
@@ -93,6 +95,9 @@ func loadObject(o Object, arch string) (*object, error) {
 	}
 	if ob.file == "" {
 		ob.file = o.Name
+	}
+	if cu != "" {
+		ob.file = cu
 	}
 	if err := ob.readRelocs(); err != nil {
 		return nil, err
@@ -309,4 +314,36 @@ func (o *object) data(i int) []byte {
 	}
 	o.bytes[i] = b
 	return b
+}
+
+// sourceFile returns the name f's first STT_FILE symbol records, or "".
+func sourceFile(f *elf.File) string {
+	syms, err := f.Symbols()
+	if err != nil {
+		return ""
+	}
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) == elf.STT_FILE {
+			return s.Name
+		}
+	}
+	return ""
+}
+
+// pairCU returns the compilation unit fixed object i of n is another
+// build of: the original object with the same source file name, else
+// the original at the same position when both builds have as many
+// objects (the fixed source was compiled under another name), else its
+// own name (a new compilation unit).
+func pairCU(fixed Object, i int, orig []*object, n int) string {
+	own := sourceFile(fixed.File)
+	for _, o := range orig {
+		if o.file == own {
+			return own
+		}
+	}
+	if len(orig) == n {
+		return orig[i].file
+	}
+	return own
 }

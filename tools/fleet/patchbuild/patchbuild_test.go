@@ -86,6 +86,28 @@ func (tc toolchain) nm(t *testing.T, path string, dynamic bool) map[string]uint6
 	return m
 }
 
+// gotEntries returns, per symbol, the address of the GOT entry readelf
+// shows a GLOB_DAT or JUMP_SLOT dynamic relocation filling.
+func gotEntries(t *testing.T, tc toolchain, lib string) map[string]uint64 {
+	t.Helper()
+	m := map[string]uint64{}
+	for _, line := range strings.Split(tc.run(t, "readelf", "-rW", lib), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || !(strings.HasSuffix(f[2], "GLOB_DAT") || strings.HasSuffix(f[2], "JUMP_SLOT") || strings.HasSuffix(f[2], "JMP_SLOT")) {
+			continue
+		}
+		v, err := strconv.ParseUint(f[0], 16, 64)
+		if err != nil {
+			continue
+		}
+		name, _, _ := strings.Cut(f[4], "@")
+		if _, seen := m[name]; !seen || strings.HasSuffix(f[2], "GLOB_DAT") {
+			m[name] = v
+		}
+	}
+	return m
+}
+
 // fileBytes reads n bytes at vaddr through the section headers (not the
 // segments Build reads through).
 func fileBytes(t *testing.T, path string, vaddr, n uint64) []byte {
@@ -159,26 +181,37 @@ func TestBuildDemo(t *testing.T) {
 			if f.Thumb != (tc.arch == ulp.ARM) {
 				t.Errorf("thumb %v on %s", f.Thumb, tc.arch)
 			}
-			// The fix calls demo_name and demo_add and reads counter and
-			// demo_global (through a GOT slot): all resolve to their
-			// offsets in the target.
-			for _, name := range []string{"demo_name", "demo_add", "counter", "demo_global"} {
-				if !hasTargetReloc(b, syms[name]) {
-					t.Errorf("no relocation resolves to %s at %#x", name, syms[name])
+			// The fix reads counter (static: bound where it is) and calls
+			// demo_name and demo_add and reads demo_global, which are
+			// exported with default visibility: the process may bind them
+			// elsewhere, so the patch goes through the target's own GOT
+			// entries, as the library's code does.
+			if !hasTargetReloc(b, syms["counter"]) {
+				t.Errorf("no relocation resolves to counter at %#x", syms["counter"])
+			}
+			got := gotEntries(t, tc, lib)
+			for _, name := range []string{"demo_name", "demo_add", "demo_global"} {
+				if !hasTargetReloc(b, got[name]) || hasTargetReloc(b, syms[name]) {
+					t.Errorf("%s: not bound through the target's GOT entry at %#x (definition %#x)", name, got[name], syms[name])
 				}
 			}
-			// The new string literal travels in the patch's code.
+			// The new string literal travels in the patch's code; its
+			// address is handed to snprintf, so the patch is not
+			// no-escape (a pointer to the literal could be kept).
 			if !bytes.Contains(b.Code, []byte("hello, fixed %s %d %d\x00")) {
 				t.Errorf("the new string literal is not in the patch")
 			}
-			if rep.GOTSlots != 3 {
-				t.Errorf("%d GOT slots, want 3 (demo_global; demo_name and demo_add for their veneers)", rep.GOTSlots)
+			if b.NoEscape || len(rep.Escapes) == 0 {
+				t.Errorf("no-escape %v with escapes %q, want false with the literal's reference", b.NoEscape, rep.Escapes)
+			}
+			if rep.GOTSlots != 0 {
+				t.Errorf("%d GOT slots, want none (every symbol is reached through the target's GOT)", rep.GOTSlots)
 			}
 			if b.BSS < 4 || !reflect.DeepEqual(rep.NewData, []string{"greet_calls.0"}) {
 				t.Errorf("bss %d new data %v, want greet_calls in the patch's BSS", b.BSS, rep.NewData)
 			}
 			if rep.Veneers != 3 {
-				t.Errorf("%d veneers, want 3 (snprintf through the target's GOT, demo_name and demo_add through the patch's)", rep.Veneers)
+				t.Errorf("%d veneers, want 3 (snprintf, demo_name and demo_add through the target's GOT)", rep.Veneers)
 			}
 			if b.Arch != tc.arch || b.Soname != "libdemo.so" {
 				t.Errorf("arch %q soname %q", b.Arch, b.Soname)
@@ -236,6 +269,7 @@ func TestRefusals(t *testing.T) {
 		{name: "struct member moved", origCC: []string{"-g"}, fixedCC: []string{"-g", "-DFIX_STRUCT"}, want: patchbuild.ErrLayout},
 		{name: "too short", fixedCC: []string{"-DFIX_NOP"}, want: patchbuild.ErrTooShort, arches: []string{ulp.AMD64, ulp.ARM}},
 		{name: "symbol missing in target", fixedCC: []string{"-DFIX_MISSING"}, want: patchbuild.ErrUnresolved},
+		{name: "preemptible symbol without a GOT entry", fixedCC: []string{"-DFIX_BIND"}, want: patchbuild.ErrBinding},
 		{name: "no function sections", fixedCC: []string{"-fno-function-sections", "-DFIX_GREET"}, want: patchbuild.ErrFlags},
 		{name: "other arch", fixedTC: &other, want: patchbuild.ErrArch, arches: []string{ulp.AMD64, ulp.ARM}},
 	}

@@ -38,6 +38,15 @@ type Report struct {
 	// Escapes say why NoEscape is false: each reference that may hand
 	// out a pointer into the patch.
 	Escapes []string `json:"escapes,omitempty"`
+	// Bindings say how the patch reaches the target's exported symbols
+	// of default visibility: through the target's GOT entry (the process
+	// may have bound them elsewhere) or directly (the target's own code
+	// does).
+	Bindings []string `json:"bindings,omitempty"`
+	// Guarded says, per replaced function whose guard is the whole
+	// function, why: a branch or jump table of its own lands in the bytes
+	// a trampoline may overwrite, or one could (an indirect jump).
+	Guarded []string `json:"guarded,omitempty"`
 	// Checks are the data layout checks that ran.
 	Checks []string `json:"checks"`
 	// Warnings are things the patch cannot change but that differ.

@@ -30,7 +30,9 @@ int demo_add(int a, int b)
 	return a + b + demo_global;
 }
 
-int demo_len(const char *s) { return (int)strlen(s); }
+/* Calls demo_add through the library's PLT (demo_add is exported and may
+ * be interposed): a fix calling demo_add goes through the same GOT entry. */
+int demo_len(const char *s) { return demo_add((int)strlen(s), 0) - demo_global; }
 
 int demo_sum(const struct pair *p) { return p->a + p->b + demo_table[1]; }
 
@@ -40,6 +42,11 @@ int demo_greet(char *buf, int n)
 	static int greet_calls; /* new storage: the patch's BSS */
 	greet_calls++;
 	return snprintf(buf, n, "hello, fixed %s %d %d", demo_name(), demo_add(counter, demo_global), greet_calls);
+#elif defined(FIX_BIND)
+	/* demo_sum is exported and nothing in the library calls it: which
+	 * definition the process binds it to is unknown. */
+	static const struct pair p = {1, 2};
+	return snprintf(buf, n, "hello %s %d", demo_name(), demo_sum(&p));
 #elif defined(FIX_MISSING)
 	extern int demo_missing(void);
 	return snprintf(buf, n, "hello %s %d", demo_name(), demo_missing());
