@@ -32,6 +32,12 @@ const (
 	keyUserSoname   = 0
 	keyUserBundles  = 1
 	keyUserFallback = 2
+	keyUserScope    = 3
+
+	keyScopeExecutables = 0
+	keyScopeUnits       = 1
+	keyScopeUIDs        = 2
+	keyScopeOtherPIDNS  = 3
 
 	// bundle map
 	keyBundleBuildID = 0
@@ -88,6 +94,13 @@ var (
 		keyUserSoname:   "soname",
 		keyUserBundles:  "bundles",
 		keyUserFallback: "fallback",
+		keyUserScope:    "scope",
+	}
+	scopeKeys = map[uint64]string{
+		keyScopeExecutables: "executables",
+		keyScopeUnits:       "units",
+		keyScopeUIDs:        "uids",
+		keyScopeOtherPIDNS:  "other pid namespaces",
 	}
 	bundleKeys = map[uint64]string{
 		keyBundleBuildID: "build id",
@@ -261,6 +274,29 @@ func decodeUserPatch(raw cbor.RawMessage, path string) (*UserPatch, error) {
 	if o.err != nil {
 		return nil, o.err
 	}
+	if raw := o.get(keyUserScope, majorMap, false); raw != nil {
+		sc, err := readObject(raw, o.field(keyUserScope), scopeKeys)
+		if err != nil {
+			return nil, err
+		}
+		sc.checkKeys()
+		u.Scope.Executables = sc.texts(keyScopeExecutables, false)
+		u.Scope.Units = sc.texts(keyScopeUnits, false)
+		for i, raw := range sc.array(keyScopeUIDs, false) {
+			var v uint32
+			if majorType(raw[0]>>5) != majorUint || decMode.Unmarshal(raw, &v) != nil {
+				return nil, fmt.Errorf("manifest: %s[%d]: want a uid: %w", sc.field(keyScopeUIDs), i, ErrMalformed)
+			}
+			u.Scope.UIDs = append(u.Scope.UIDs, v)
+		}
+		u.Scope.OtherPIDNamespaces = sc.boolean(keyScopeOtherPIDNS)
+		if sc.err != nil {
+			return nil, sc.err
+		}
+	}
+	if o.err != nil {
+		return nil, o.err
+	}
 	for i, item := range items {
 		b, err := readObject(item, fmt.Sprintf("%s[%d]", o.field(keyUserBundles), i), bundleKeys)
 		if err != nil {
@@ -336,6 +372,27 @@ func (m *Manifest) Encode() ([]byte, error) {
 	return b, nil
 }
 
+// encodeScope encodes the non-default parts of a scope (nil: default).
+func encodeScope(sc Scope) map[uint64]any {
+	m := map[uint64]any{}
+	if len(sc.Executables) > 0 {
+		m[keyScopeExecutables] = sc.Executables
+	}
+	if len(sc.Units) > 0 {
+		m[keyScopeUnits] = sc.Units
+	}
+	if len(sc.UIDs) > 0 {
+		m[keyScopeUIDs] = sc.UIDs
+	}
+	if sc.OtherPIDNamespaces {
+		m[keyScopeOtherPIDNS] = true
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
 func encodeBody(c *Component) map[uint64]any {
 	switch c.Kind {
 	case KindUserPatch:
@@ -347,6 +404,9 @@ func encodeBody(c *Component) map[uint64]any {
 		m := map[uint64]any{keyUserSoname: u.Soname, keyUserBundles: bundles}
 		if u.Fallback != "" {
 			m[keyUserFallback] = u.Fallback
+		}
+		if sc := encodeScope(u.Scope); sc != nil {
+			m[keyUserScope] = sc
 		}
 		return m
 	case KindKernelPatch:

@@ -23,6 +23,10 @@ func liveManifest() *manifest.Manifest {
 				{BuildID: bytes.Repeat([]byte{0xcd}, 20), Target: "glibc-atoi-cd.ulp", SHA256: bytes.Repeat([]byte{2}, 32)},
 			},
 			Fallback: "rootfs",
+			Scope: manifest.Scope{
+				Executables: []string{"/usr/sbin/*"}, Units: []string{"nginx.service"},
+				UIDs: []uint32{0, 33}, OtherPIDNamespaces: true,
+			},
 		}},
 		manifest.Component{Kind: manifest.KindKernelPatch, Name: "cmdline", KernelPatch: &manifest.KernelPatch{
 			Target: "livepatch-cmdline.ko", SHA256: bytes.Repeat([]byte{3}, 32),
@@ -80,6 +84,8 @@ func TestLiveComponentsRefused(t *testing.T) {
 		{"no bundles", func(m *manifest.Manifest) { m.Components[1].UserPatch.Bundles = nil }},
 		{"bundle without sha256", func(m *manifest.Manifest) { m.Components[1].UserPatch.Bundles[0].SHA256 = nil }},
 		{"no soname", func(m *manifest.Manifest) { m.Components[1].UserPatch.Soname = "" }},
+		{"bad scope glob", func(m *manifest.Manifest) { m.Components[1].UserPatch.Scope.Executables = []string{"/usr/[bin"} }},
+		{"empty scope unit", func(m *manifest.Manifest) { m.Components[1].UserPatch.Scope.Units = []string{""} }},
 		{"kernel patch without release", func(m *manifest.Manifest) { m.Components[2].KernelPatch.Release = "" }},
 		{"kernel patch without name", func(m *manifest.Manifest) { m.Components[2].KernelPatch.Name = "" }},
 		{"kind without its body", func(m *manifest.Manifest) { m.Components[1].Kind = manifest.KindKernelPatch }},

@@ -3,6 +3,8 @@ package manifest
 import (
 	"errors"
 	"fmt"
+	"path"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -126,7 +128,31 @@ type UserPatch struct {
 	Soname   string        // e.g. "libc.so.6"; what status reports name
 	Bundles  []PatchBundle // one per target build, build IDs unique
 	Fallback string        // name of the image component with the same fix; empty = none
+	// Scope narrows which processes get the patch; the zero Scope is
+	// the default (docs/ulp.md): every process of the agent's own PID
+	// namespace, of any user and executable.
+	Scope Scope
 }
+
+// Scope says which processes a userspace live patch reaches. A process
+// must pass every non-empty list (and the namespace rule).
+type Scope struct {
+	// Executables are path globs (path.Match, e.g. "/usr/sbin/*") one
+	// of which the process's executable must match.
+	Executables []string
+	// Units are systemd unit names ("nginx.service") or cgroup path
+	// globs ("/system.slice/*"): the process's cgroup (v2) path must
+	// match a glob, or end with "/" + a unit name.
+	Units []string
+	// UIDs are real user IDs the process must run as one of.
+	UIDs []uint32
+	// OtherPIDNamespaces includes processes of other PID namespaces
+	// (containers). Default: only the agent's own.
+	OtherPIDNamespaces bool
+}
+
+// MaxScopeItems bounds each list of a Scope.
+const MaxScopeItems = 64
 
 // PatchBundle names the bundle for one build of the target ELF.
 type PatchBundle struct {
@@ -372,6 +398,23 @@ func (c *Component) validateBody(field string) error {
 	return invalid(field, "a %s component needs exactly its own body", c.Kind)
 }
 
+func (sc *Scope) validate(field string) error {
+	for name, n := range map[string]int{"executables": len(sc.Executables), "units": len(sc.Units), "uids": len(sc.UIDs)} {
+		if n > MaxScopeItems {
+			return invalid(field+"."+name, "%d items, limit %d", n, MaxScopeItems)
+		}
+	}
+	for i, g := range append(slices.Clone(sc.Executables), sc.Units...) {
+		if err := requireText(fmt.Sprintf("%s[%d]", field, i), g); err != nil {
+			return err
+		}
+		if _, err := path.Match(g, ""); err != nil {
+			return invalid(fmt.Sprintf("%s[%d]", field, i), "bad glob %q", g)
+		}
+	}
+	return nil
+}
+
 func (u *UserPatch) validate(field string) error {
 	if err := requireText(field+".soname", u.Soname); err != nil {
 		return err
@@ -381,6 +424,9 @@ func (u *UserPatch) validate(field string) error {
 	}
 	if len(u.Bundles) == 0 {
 		return invalid(field+".bundles", "empty")
+	}
+	if err := u.Scope.validate(field + ".scope"); err != nil {
+		return err
 	}
 	if len(u.Bundles) > MaxBundles {
 		return invalid(field+".bundles", "%d bundles, limit %d", len(u.Bundles), MaxBundles)

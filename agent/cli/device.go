@@ -224,12 +224,28 @@ func cmdInstall(ctx context.Context, e env, args []string) error {
 		return nil
 	case err != nil:
 		return err
+	case last.State != "" && liveUserPatch(rec.Live, n.Release):
+		// This command ends here: nothing watches for processes that
+		// start later until the daemon runs, which re-applies the
+		// journalled patches at start.
+		fmt.Fprintf(e.stdout, "%s: userspace live patches applied to the processes running now; processes started later are patched once the agent daemon runs (graft-agent run)\n", n.Release)
 	case last.State == "" && rec.Installed.Name == n.Release:
 		fmt.Fprintf(e.stdout, "%s is already installed\n", n.Release)
 	case last.State == "" && rec.Last != nil && rec.Last.Release == n.Release:
 		fmt.Fprintf(e.stdout, "%s was already tried here: %s (%s)\n", n.Release, rec.Last.State, rec.Last.Reason)
 	}
 	return nil
+}
+
+// liveUserPatch reports whether release has a userspace live patch
+// recorded as live.
+func liveUserPatch(live []journal.Live, release string) bool {
+	for _, l := range live {
+		if l.Release == release && l.Component.Kind == manifest.KindUserPatch {
+			return true
+		}
+	}
+	return false
 }
 
 func manifestTarget(release string) string {

@@ -33,6 +33,8 @@ type patchView struct {
 	Name    string     `json:"name"`
 	Soname  string     `json:"soname,omitempty"`
 	BuildID string     `json:"build_id"`
+	State   string     `json:"state"` // active or reverted
+	Scope   string     `json:"scope"` // which processes it reaches
 	Procs   []procView `json:"processes"`
 }
 
@@ -69,7 +71,10 @@ func cmdPatches(_ context.Context, e env, args []string) error {
 	}
 	views := make([]patchView, 0, len(act))
 	for _, a := range act {
-		v := patchView{Name: a.Name, Soname: a.Soname, BuildID: a.BuildID, Procs: []procView{}}
+		v := patchView{Name: a.Name, Soname: a.Soname, BuildID: a.BuildID, State: "active", Scope: userpatch.ScopeText(a.Scope), Procs: []procView{}}
+		if a.Reverted() {
+			v.State = userpatch.StateReverted
+		}
 		for _, p := range a.Procs {
 			v.Procs = append(v.Procs, procView{PID: p.PID, Comm: p.Comm, Carries: userpatch.Carries(p), Sites: len(p.Sites), Stop: p.Stop})
 		}
@@ -105,7 +110,7 @@ func cmdPatches(_ context.Context, e env, args []string) error {
 		return nil
 	}
 	for _, v := range views {
-		fmt.Fprintf(e.stdout, "%s  %s build %s  %d processes\n", v.Name, v.Soname, v.BuildID, len(v.Procs))
+		fmt.Fprintf(e.stdout, "%s  %s build %s  %s  %d processes\n  scope: %s\n", v.Name, v.Soname, v.BuildID, v.State, len(v.Procs), v.Scope)
 		for _, p := range v.Procs {
 			state := "patched"
 			if !p.Carries {

@@ -108,6 +108,17 @@ func TestPatchesAndRevert(t *testing.T) {
 		t.Fatalf("revert: exit %d\n%s%s", code, stdout, stderr)
 	}
 	waitLine(userpatchtest.GTBefore)
+	// The journal, and so `patches`, says reverted.
+	code, stdout, stderr = run(t, "patches", "--json", "--config", dev.Config)
+	var after struct {
+		Userspace []struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+		} `json:"userspace"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &after); code != 0 || err != nil || len(after.Userspace) != 1 || after.Userspace[0].State != "reverted" {
+		t.Errorf("patches after the revert: exit %d, %v: want %s reverted\n%s%s", code, err, b.Name, stdout, stderr)
+	}
 	if code, _, stderr = run(t, "revert", b.Name, "--config", dev.Config); code != 1 || !strings.Contains(stderr, "no active patch") {
 		t.Errorf("second revert: exit %d, %s; want exit 1, no active patch", code, stderr)
 	}

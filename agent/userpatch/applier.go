@@ -99,6 +99,11 @@ func (a *Applier) Close() { a.m.Close() }
 // RescanInterval until ctx ends, patches processes that started since and
 // carries out revert requests from the command line (RequestRevert).
 func (a *Applier) Run(ctx context.Context) {
+	for _, name := range a.m.reverting() {
+		if _, err := a.m.Remove(ctx, name); err != nil {
+			a.log.Error("live patch: finish a journalled revert", "patch", name, "err", err)
+		}
+	}
 	if a.m.hasActive() {
 		a.m.Rescan(ctx)
 	}
@@ -137,6 +142,9 @@ func (a *Applier) Check(ctx context.Context, c *manifest.Component) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if outOfScope(pid, u.Scope) != "" {
+			continue // never patched: its build does not matter
+		}
 		maps, err := readMaps(pid)
 		if err != nil {
 			continue
@@ -145,12 +153,12 @@ func (a *Applier) Check(ctx context.Context, c *manifest.Component) error {
 			if m.Inode == 0 || m.Offset != 0 {
 				continue
 			}
-			inf, err := globalIDs.info(pid, m, fileKey{m.Dev, m.Inode})
-			if err != nil || mappedSoname(m, inf) != u.Soname {
+			inf, err := globalIDs.info(pid, m)
+			if err != nil || inf == nil || mappedSoname(m, inf) != u.Soname {
 				continue
 			}
-			if !have[string(inf.buildID)] {
-				return fmt.Errorf("process %d maps %s build %x (%s), which no bundle of %s is for", pid, u.Soname, inf.buildID, m.Path, c.Name)
+			if !have[string(inf.BuildID)] {
+				return fmt.Errorf("process %d maps %s build %x (%s), which no bundle of %s is for", pid, u.Soname, inf.BuildID, m.Path, c.Name)
 			}
 		}
 	}
@@ -160,9 +168,9 @@ func (a *Applier) Check(ctx context.Context, c *manifest.Component) error {
 // mappedSoname is the soname of the library a mapping maps: its
 // DT_SONAME (the file libfoo.so.1.2.3 is libfoo.so.1), or the file's
 // base name for an ELF without one.
-func mappedSoname(m Mapping, inf elfID) string {
-	if inf.soname != "" {
-		return inf.soname
+func mappedSoname(m Mapping, inf *ElfInfo) string {
+	if inf.Soname != "" {
+		return inf.Soname
 	}
 	return filepath.Base(strings.TrimSuffix(m.Path, " (deleted)"))
 }
@@ -176,7 +184,7 @@ func (a *Applier) Apply(ctx context.Context, c *manifest.Component, files map[st
 	if c.Kind != manifest.KindUserPatch || c.UserPatch == nil {
 		return "", fmt.Errorf("userpatch: component %s is not a userspace live patch", c.Name)
 	}
-	var applied, failed, skipped int
+	var applied, failed, skipped, outside int
 	var names []string
 	for _, pb := range c.UserPatch.Bundles {
 		b, keep, err := a.store(pb, files[pb.Target])
@@ -184,7 +192,7 @@ func (a *Applier) Apply(ctx context.Context, c *manifest.Component, files map[st
 			a.revertNames(ctx, names)
 			return "", err
 		}
-		res, err := a.m.Add(ctx, b, keep)
+		res, err := a.m.AddIn(ctx, b, keep, c.UserPatch.Scope)
 		if err != nil {
 			a.revertNames(ctx, names)
 			return "", err
@@ -196,6 +204,12 @@ func (a *Applier) Apply(ctx context.Context, c *manifest.Component, files map[st
 				applied++
 			case ResultFailed:
 				failed++
+			case ResultSkipped:
+				if strings.HasPrefix(r.Reason, "out of scope") {
+					outside++
+				} else {
+					skipped++
+				}
 			default:
 				skipped++
 			}
@@ -205,7 +219,8 @@ func (a *Applier) Apply(ctx context.Context, c *manifest.Component, files map[st
 		a.revertNames(ctx, names)
 		return "", fmt.Errorf("userpatch: %s failed in all %d processes it targets: %s", c.Name, failed, a.firstReason(names))
 	}
-	return fmt.Sprintf("%s: %d processes patched, %d failed, %d skipped", c.Name, applied, failed, skipped), nil
+	return fmt.Sprintf("%s: %d processes patched, %d failed, %d skipped, %d out of scope (%s)",
+		c.Name, applied, failed, skipped, outside, ScopeText(c.UserPatch.Scope)), nil
 }
 
 func (a *Applier) firstReason(names []string) string {

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,6 +27,12 @@ type Options struct {
 	// MaxStack bounds how many bytes of each thread's stack are scanned
 	// for return addresses. Zero means DefaultMaxStack.
 	MaxStack uint64
+	// Intent, when set, is called once per Apply, outside any stop,
+	// after the patch is mapped and before any trampoline is written,
+	// with the Applied as it will be (Mem, Sites): the manager journals
+	// it, so that a crash in between is reconciled at restart by
+	// looking at what the process holds. An error ends the Apply.
+	Intent func(*Applied) error
 }
 
 // Defaults for Options.
@@ -63,6 +72,15 @@ type Applied struct {
 	Mem       uint64 `json:"mem"`      // the patch mapping
 	MemSize   uint64 `json:"mem_size"` // its size
 	Sites     []Site `json:"sites"`
+	// NoEscape is the bundle's flag: its mapping may be removed once
+	// reverted and no thread is inside (otherwise it is kept, and reused
+	// when the same patch is applied to the process again).
+	NoEscape bool `json:"no_escape,omitempty"`
+	// Sum names the patch's code and data (SHA-256, hex): a kept mapping
+	// is reused only for the same patch.
+	Sum      string `json:"sum,omitempty"`
+	reused   bool   // Mem is a kept mapping of an earlier apply
+	intended bool   // Options.Intent was told
 	// Stop is how long the process was stopped by the attempt that
 	// succeeded; Attempts counts the attempts (retries when busy).
 	Stop     time.Duration `json:"stop_ns"`
@@ -73,6 +91,60 @@ type Applied struct {
 // concurrent use; they are serialised on one tracer thread.
 type Patcher struct {
 	t *tracer
+
+	mu   sync.Mutex
+	kept map[keptKey]uint64 // reverted patches' mappings still in place, by process and patch
+}
+
+// keptKey names a kept mapping: one patch (Applied.Sum) at one load
+// base in one process.
+type keptKey struct {
+	pid   int
+	start uint64
+	sum   string
+	base  uint64
+	size  uint64
+}
+
+func keyOfApplied(a *Applied) keptKey {
+	return keptKey{a.PID, a.StartTime, a.Sum, a.Base, a.MemSize}
+}
+
+// keepMapping remembers a reverted patch's mapping for reuse.
+func (p *Patcher) keepMapping(a *Applied) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.kept == nil {
+		p.kept = map[keptKey]uint64{}
+	}
+	// Entries of processes that are gone go when the map grows.
+	if len(p.kept) >= 1024 {
+		maps.DeleteFunc(p.kept, func(k keptKey, _ uint64) bool {
+			st, err := readStat(k.pid)
+			return err != nil || st.StartTime != k.start
+		})
+	}
+	p.kept[keyOfApplied(a)] = a.Mem
+}
+
+// takeKept returns and forgets a kept mapping of the patch a names.
+func (p *Patcher) takeKept(a *Applied) (uint64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := keyOfApplied(a)
+	mem, ok := p.kept[k]
+	delete(p.kept, k)
+	return mem, ok
+}
+
+// patchSum names a bundle's code and data.
+func patchSum(b *ulp.Bundle) string {
+	h := sha256.New()
+	h.Write([]byte(b.Name))
+	h.Write([]byte{0})
+	h.Write(b.Code)
+	h.Write(b.Data)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // NewPatcher starts the tracer thread. Close stops it.
@@ -104,24 +176,31 @@ func locate(pid int, buildID []byte, ids *idCache) (*Target, error) {
 		return nil, err
 	}
 	t := &Target{PID: pid, StartTime: st.StartTime, Comm: st.Comm, maps: maps, traced: st.TracerPID}
-	var key fileKey
+	// The loaded copy is the one whose executable PT_LOAD is mapped
+	// executable: a read-only mapping of the same file (a crash
+	// reporter's, libbacktrace's) is not code the process runs.
+	var dev string
+	var inode, span uint64
 	for _, m := range maps {
-		if m.Inode == 0 || m.Offset != 0 {
+		if m.Inode == 0 || !m.Exec() {
 			continue
 		}
-		k := fileKey{m.Dev, m.Inode}
-		id, err := ids.buildID(pid, m, k)
-		if err != nil || !bytes.Equal(id, buildID) {
+		inf, err := ids.info(pid, m)
+		if err != nil || inf == nil || !bytes.Equal(inf.BuildID, buildID) {
 			continue
 		}
-		t.Base, t.Path, key = m.Start, m.Path, k
+		base, ok := inf.BaseOf(m)
+		if !ok {
+			continue
+		}
+		t.Base, t.Path, dev, inode, span = base, m.Path, m.Dev, m.Inode, inf.End-inf.LoadBase
 		break
 	}
 	if t.Path == "" {
 		return nil, fmt.Errorf("userpatch: pid %d (%s) maps no file with build %x: %w", pid, st.Comm, buildID, ErrWrongBuild)
 	}
 	for _, m := range maps {
-		if (fileKey{m.Dev, m.Inode}) == key && m.End > t.ExecEnd {
+		if m.Dev == dev && m.Inode == inode && m.Start >= t.Base && m.Start < t.Base+span && m.End > t.ExecEnd {
 			t.ExecEnd = m.End
 		}
 	}
@@ -152,12 +231,20 @@ func (p *Patcher) Apply(ctx context.Context, pid int, b *ulp.Bundle, o Options) 
 			return nil, err
 		}
 	}
-	a := &Applied{Patch: b.Name, PID: pid, StartTime: t.StartTime, Comm: t.Comm, Base: t.Base, MemSize: size}
+	a := &Applied{Patch: b.Name, PID: pid, StartTime: t.StartTime, Comm: t.Comm, Base: t.Base, MemSize: size,
+		NoEscape: b.NoEscape, Sum: patchSum(b)}
 	deadline := time.Now().Add(o.Deadline)
 	backoff := firstBackoff
 	for {
 		a.Attempts++
 		done, err := p.attemptApply(ctx, t, b, a, want, image, o)
+		if err == nil && !done && o.Intent != nil && !a.intended && a.Sites != nil {
+			// Mapped, nothing written yet: journal, then write.
+			a.intended = true
+			if err = o.Intent(a); err == nil {
+				continue
+			}
+		}
 		if err != nil || done {
 			if err != nil && a.Mem != 0 {
 				p.unmap(ctx, a)
@@ -195,17 +282,19 @@ func sleep(ctx context.Context, d time.Duration) error {
 // thread was in the way (the process is resumed; try again later).
 func (p *Patcher) attemptApply(ctx context.Context, t *Target, b *ulp.Bundle, a *Applied, want uint64, image []byte, o Options) (done bool, err error) {
 	err = p.t.do(ctx, func() error {
-		start := time.Now()
 		s, err := stopAll(t.PID)
 		if err != nil {
 			return err
 		}
 		defer func() {
 			s.detach()
-			a.Stop = time.Since(start)
+			a.Stop = time.Since(s.began)
 		}()
 		if err := checkTargets(s, t.Base, b); err != nil {
 			return err
+		}
+		if a.Mem == 0 {
+			p.reuse(s, t, b, a)
 		}
 		if a.Mem == 0 {
 			if err := s.mapPatch(t, b, a, want, &image); err != nil {
@@ -234,6 +323,10 @@ func (p *Patcher) attemptApply(ctx context.Context, t *Target, b *ulp.Bundle, a 
 			}
 			sites[i] = Site{Symbol: f.Symbol, Addr: at, Orig: orig, Tramp: tr}
 		}
+		if o.Intent != nil && !a.intended {
+			a.Sites = sites // for the intent; written on the next attempt
+			return nil
+		}
 		if busy, err := s.inUse(guards, t.maps, o.MaxStack); err != nil || busy {
 			return err
 		}
@@ -259,6 +352,24 @@ func (p *Patcher) attemptApply(ctx context.Context, t *Target, b *ulp.Bundle, a 
 // overwritten bytes), and at least the trampoline.
 func guardOf(base uint64, f ulp.Func, n int) region {
 	return region{base + f.Target + f.Keep, base + f.Target + max(f.Guard, f.Keep+uint64(n))}
+}
+
+// reuse takes the mapping a revert of the same patch left in the process,
+// when its code is still what the patch linked there holds.
+func (p *Patcher) reuse(s *stopped, t *Target, b *ulp.Bundle, a *Applied) {
+	mem, ok := p.takeKept(a)
+	if !ok {
+		return
+	}
+	img, err := ulp.Link(b, mem, t.Base, pageSize)
+	if err != nil || len(img) < len(b.Code) {
+		return
+	}
+	got, err := s.read(mem, len(b.Code))
+	if err != nil || !bytes.Equal(got, img[:len(b.Code)]) {
+		return
+	}
+	a.Mem, a.reused = mem, true
 }
 
 // checkTargets compares every byte of each replaced function in the
@@ -328,9 +439,15 @@ func scratchAddr(t *Target) (uint64, error) {
 }
 
 // unmap removes a patch mapping that carries no trampoline (after a
-// failed apply). Best effort: a process that exited needs nothing.
+// failed apply). Best effort: a process that exited needs nothing. A
+// reused mapping is kept again instead: pointers into it may be around.
 func (p *Patcher) unmap(ctx context.Context, a *Applied) {
 	if a.Mem == 0 {
+		return
+	}
+	if a.reused {
+		p.keepMapping(a)
+		a.Mem = 0
 		return
 	}
 	_ = p.t.do(context.WithoutCancel(ctx), func() error {
@@ -404,14 +521,13 @@ func (p *Patcher) attemptRevert(ctx context.Context, a *Applied, o Options) (don
 		return false, fmt.Errorf("userpatch: pid %d is another process now: %w", a.PID, ErrGone)
 	}
 	err = p.t.do(ctx, func() error {
-		start := time.Now()
 		s, err := stopAll(a.PID)
 		if err != nil {
 			return err
 		}
 		defer func() {
 			s.detach()
-			a.Stop = time.Since(start)
+			a.Stop = time.Since(s.began)
 		}()
 		for _, site := range a.Sites {
 			got, err := s.read(site.Addr, len(site.Tramp))
@@ -431,19 +547,25 @@ func (p *Patcher) attemptRevert(ctx context.Context, a *Applied, o Options) (don
 			}
 		}
 		done = true
-		// The code stays mapped while anything may still run in it,
-		// including a thread about to run its first instruction.
-		inPatch, err := s.inUse([]region{{a.Mem - 1, a.Mem + a.MemSize}}, nil, o.MaxStack)
-		if err != nil || inPatch {
-			return nil
-		}
-		if t, err := locateAt(a); err == nil {
-			if scratch, err := scratchAddr(t); err == nil {
-				if _, err := s.syscall(scratch, sysMunmap, a.Mem, a.MemSize); err == nil {
-					a.Mem = 0
+		// The mapping goes only when the builder proved that the patch
+		// hands out no pointer into itself (NoEscape) and no thread is
+		// in it, including one about to run its first instruction;
+		// otherwise it stays, and is reused when the same patch comes
+		// again.
+		if a.NoEscape {
+			inPatch, err := s.inUse([]region{{a.Mem - 1, a.Mem + a.MemSize}}, nil, o.MaxStack)
+			if err == nil && !inPatch {
+				if t, err := locateAt(a); err == nil {
+					if scratch, err := scratchAddr(t); err == nil {
+						if _, err := s.syscall(scratch, sysMunmap, a.Mem, a.MemSize); err == nil {
+							a.Mem = 0
+							return nil
+						}
+					}
 				}
 			}
 		}
+		p.keepMapping(a)
 		return nil
 	})
 	return done, err

@@ -12,6 +12,10 @@ var (
 	ErrGone = errors.New("userpatch: process gone")
 	// ErrTraced: another tracer (a debugger) is attached.
 	ErrTraced = errors.New("userpatch: process already traced")
+	// ErrDenied: the kernel refused to let the agent trace the process
+	// (Yama's ptrace_scope, a missing CAP_SYS_PTRACE, another user's or
+	// a non-dumpable process): a failure with its reason, never "gone".
+	ErrDenied = errors.New("userpatch: not permitted to trace the process")
 	// ErrBusy: a thread kept executing, or returning into, the bytes a
 	// trampoline overwrites until the deadline.
 	ErrBusy = errors.New("userpatch: function busy until the deadline")

@@ -80,6 +80,16 @@ func fixtures(t *testing.T) *userpatchtest.Fixtures {
 	return fix
 }
 
+// hostOnly skips a test that is not arch-specific inside the emulated
+// guests (GRAFT_ULP_FIXTURES set): it runs on the host, and the guests'
+// time goes to what differs per architecture.
+func hostOnly(t *testing.T) {
+	t.Helper()
+	if os.Getenv(fixtureEnv) != "" {
+		t.Skip("not arch-specific: runs on the host")
+	}
+}
+
 // proc is a running fixture program whose stdout lines the test watches.
 type proc struct {
 	cmd   *exec.Cmd
@@ -92,7 +102,11 @@ type proc struct {
 
 func start(t *testing.T, f *userpatchtest.Fixtures, prog string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(f.Path(prog), args...)
+	return startCmd(t, f, exec.Command(f.Path(prog), args...))
+}
+
+func startCmd(t *testing.T, f *userpatchtest.Fixtures, cmd *exec.Cmd) *proc {
+	t.Helper()
 	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+f.Dir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -315,6 +329,7 @@ func TestStress(t *testing.T) {
 	pt := userpatch.NewPatcher()
 	defer pt.Close()
 	ctx := context.Background()
+	mapsBefore := mappings(t, p.pid())
 	var stops []time.Duration
 	retries := 0
 	for i := range cycles {
@@ -332,6 +347,62 @@ func TestStress(t *testing.T) {
 	slices.Sort(stops)
 	t.Logf("%d cycles, 8 threads: apply stop median %v, p99 %v, max %v; %d retries while busy",
 		cycles, stops[len(stops)/2], stops[len(stops)*99/100], stops[len(stops)-1], retries)
+	left := mappings(t, p.pid()) - mapsBefore
+	t.Logf("leftover mappings after %d cycles: %d (no-escape %v)", cycles, left, b.NoEscape)
+	if left > 2 { // one kept patch mapping, split in two by its data's protection
+		t.Errorf("%d mappings more after %d cycles: reverted patches pile up", left, cycles)
+	}
+	p.waitFor(t, userpatchtest.GTBefore)
+	p.alive(t)
+}
+
+// mappings counts the lines of /proc/PID/maps.
+func mappings(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "\n")
+}
+
+// TestKeptMappingReused: a patch whose builder could not prove that no
+// pointer into it escapes keeps its mapping after a revert, and applying
+// it again reuses that mapping: the maps stay bounded.
+func TestKeptMappingReused(t *testing.T) {
+	hostOnly(t)
+	f := fixtures(t)
+	p := start(t, f, userpatchtest.GTProg, "2")
+	p.waitFor(t, userpatchtest.GTBefore)
+	b := bundle(t, f, userpatchtest.GTBundle)
+	b.NoEscape = false
+	pt := userpatch.NewPatcher()
+	defer pt.Close()
+	ctx := context.Background()
+	before := mappings(t, p.pid())
+	var mem uint64
+	for i := range 30 {
+		a, err := pt.Apply(ctx, p.pid(), b, userpatch.Options{})
+		if err != nil {
+			t.Fatalf("cycle %d: Apply: %v", i, err)
+		}
+		if i == 0 {
+			mem = a.Mem
+		} else if a.Mem != mem {
+			t.Fatalf("cycle %d: patch mapped at %#x, the kept mapping is at %#x", i, a.Mem, mem)
+		}
+		if err := pt.Revert(ctx, a, userpatch.Options{}); err != nil {
+			t.Fatalf("cycle %d: Revert: %v", i, err)
+		}
+		if a.Mem != mem {
+			t.Fatalf("cycle %d: the revert removed a mapping pointers may still lead into", i)
+		}
+	}
+	left := mappings(t, p.pid()) - before
+	t.Logf("30 cycles of a patch that may hand out pointers: %d mappings more", left)
+	if left > 2 {
+		t.Errorf("%d mappings more after 30 cycles", left)
+	}
 	p.waitFor(t, userpatchtest.GTBefore)
 	p.alive(t)
 }
@@ -398,6 +469,20 @@ func TestManagerPatchesLaterProcesses(t *testing.T) {
 	}
 	first.waitFor(t, userpatchtest.GTBefore)
 	later.waitFor(t, userpatchtest.GTBefore)
+	// The journal says reverted; the same bundle made active again is
+	// applied again.
+	if st, _ := userpatch.LoadState(dir); len(st) != 1 || !st[0].Reverted() || len(st[0].Procs) != 0 {
+		t.Fatalf("journal after Remove: %+v, want the patch reverted", st)
+	}
+	if res, err := ap2.Manager().Add(context.Background(), b, keep); err != nil || !slices.ContainsFunc(res, func(r userpatch.ProcResult) bool {
+		return r.PID == first.pid() && r.Result == userpatch.ResultApplied
+	}) {
+		t.Fatalf("Add of the reverted patch: %+v, %v; want pid %d applied", res, err, first.pid())
+	}
+	first.waitFor(t, userpatchtest.GTAfter)
+	if st, _ := userpatch.LoadState(dir); len(st) != 1 || st[0].Reverted() {
+		t.Fatalf("journal after the second Add: %+v, want the patch active", st)
+	}
 }
 
 // TestEntryInstructions: the test library built with endbr64 (x86-64),

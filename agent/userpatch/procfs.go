@@ -133,6 +133,7 @@ func pids() ([]int, error) {
 // procStat is what the agent needs from /proc/PID/stat and status.
 type procStat struct {
 	Comm      string
+	State     string // R, S, D, Z, X, ...
 	StartTime uint64 // clock ticks after boot: with the PID, names one process
 	TracerPID int
 }
@@ -178,14 +179,8 @@ func ParseStat(b []byte) (procStat, error) {
 		return st, fmt.Errorf("userpatch: stat starttime: %w", ErrProcfs)
 	}
 	st.StartTime = t
+	st.State = rest[0]
 	return st, nil
-}
-
-// fileKey names a mapped file: device and inode. A library replaced on
-// disk gets a new inode, so the key tells the builds apart.
-type fileKey struct {
-	dev   string
-	inode uint64
 }
 
 // ElfInfo is what the agent reads from a mapped ELF file.
@@ -196,6 +191,32 @@ type ElfInfo struct {
 	// Soname is the DT_SONAME of a shared library ("libfoo.so.1" for the
 	// file libfoo.so.1.2.3); "" when it has none.
 	Soname string
+	// Exec are the executable PT_LOAD segments: which mapping of the
+	// file is the loaded code, and where its load base is.
+	Exec []Segment
+	// End is the page-aligned end of the highest PT_LOAD (vaddr).
+	End uint64
+}
+
+// Segment is one PT_LOAD: its file offset and vaddr, page-aligned.
+type Segment struct {
+	Offset, Vaddr uint64
+}
+
+// BaseOf returns the load base (the address of LoadBase in the process)
+// when mapping m is one of the executable segments of this file as the
+// loader maps it; false for any other mapping (a read-only copy of the
+// file, a data segment).
+func (inf *ElfInfo) BaseOf(m Mapping) (uint64, bool) {
+	if !m.Exec() {
+		return 0, false
+	}
+	for _, s := range inf.Exec {
+		if s.Offset == m.Offset && m.Start >= s.Vaddr-inf.LoadBase {
+			return m.Start - (s.Vaddr - inf.LoadBase), true
+		}
+	}
+	return 0, false
 }
 
 // ReadElfInfo reads the GNU build ID, machine and first load address of
@@ -222,6 +243,14 @@ func ReadElfInfo(r io.ReaderAt) (ElfInfo, error) {
 				}
 				first = false
 			}
+			// Mappings start at page boundaries of the running
+			// system, which may be smaller than the segment's
+			// alignment: a mapping's offset and address differ from
+			// the segment's by the same amount below a page.
+			if p.Flags&elf.PF_X != 0 {
+				inf.Exec = append(inf.Exec, Segment{Offset: p.Off &^ (pageSize - 1), Vaddr: p.Vaddr &^ (pageSize - 1)})
+			}
+			inf.End = max(inf.End, (p.Vaddr+p.Memsz+pageSize-1)&^(pageSize-1))
 		case elf.PT_NOTE:
 			if inf.BuildID == nil {
 				b := make([]byte, min(p.Filesz, 1<<16))

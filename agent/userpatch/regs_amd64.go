@@ -48,3 +48,21 @@ const (
 
 // mmapOffset: the last mmap argument is a byte offset here.
 func mmapOffset(off uint64) uint64 { return off }
+
+// svcAt: none; see atRestart.
+func svcAt(*regs) []byte { return nil }
+
+func setPC(r *regs, pc uint64) { r.Rip = pc }
+
+// entryNR, setSyscallNR and skipSyscall serve the arm restart path only
+// (atRestart is false here).
+func entryNR(_ int, r *regs) (uint64, error) { return r.Orig_rax, nil }
+func setSyscallNR(r *regs, nr uint64)        { r.Orig_rax = nr }
+func skipSyscall(tid int) error {
+	var r regs
+	if err := unix.PtraceGetRegs(tid, &r); err != nil {
+		return err
+	}
+	r.Orig_rax = ^uint64(0)
+	return unix.PtraceSetRegs(tid, &r)
+}

@@ -1,7 +1,10 @@
 package userpatch
 
 import (
+	"encoding/binary"
+	"errors"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -64,4 +67,43 @@ func retErr(v uint64) (uint64, syscall.Errno) {
 		return 0, syscall.Errno(-int32(uint32(v)))
 	}
 	return v, 0
+}
+
+// svcAt is `svc #0` in the thread's state (Thumb or ARM), where the
+// kernel parks a thread whose system call it restarts.
+func svcAt(r *regs) []byte {
+	if r.Uregs[16]&cpsrT != 0 {
+		return []byte{0x00, 0xdf}
+	}
+	return []byte{0x00, 0x00, 0x00, 0xef}
+}
+
+func setPC(r *regs, pc uint64) { r.Uregs[15] = uint32(pc) }
+
+// entryNR is the system call number at a syscall-entry stop, as the
+// kernel will run it (restart_syscall, 0, when it restarts a call that
+// way): PTRACE_GET_SYSCALL_INFO, since the kernel restarts inside itself
+// and r7 keeps the interrupted call's number.
+func entryNR(tid int, _ *regs) (uint64, error) {
+	var info [88]byte // struct ptrace_syscall_info: op, arch, ip, sp, then entry.nr at 24
+	if err := ptraceData(unix.PTRACE_GET_SYSCALL_INFO, tid, uintptr(len(info)), unsafe.Pointer(&info)); err != nil {
+		return 0, err
+	}
+	if info[0] != unix.PTRACE_SYSCALL_INFO_ENTRY {
+		return 0, errors.New("not at a system call entry")
+	}
+	return binary.LittleEndian.Uint64(info[24:]), nil
+}
+
+func setSyscallNR(r *regs, nr uint64) { r.Uregs[7] = uint32(nr) }
+
+// skipSyscall makes the call a thread is stopped at the entry of a no-op
+// (PTRACE_SET_SYSCALL to -1).
+func skipSyscall(tid int) error {
+	const ptraceSetSyscall = 23
+	_, _, errno := unix.Syscall6(unix.SYS_PTRACE, ptraceSetSyscall, uintptr(tid), 0, uintptr(0xffffffff), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }

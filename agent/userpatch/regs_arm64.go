@@ -1,6 +1,8 @@
 package userpatch
 
 import (
+	"unsafe"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/graft-dev/graft/manifest/ulp"
@@ -48,3 +50,23 @@ const (
 )
 
 func mmapOffset(off uint64) uint64 { return off }
+
+// svcAt is `svc #0`, where the kernel parks a thread whose system call
+// it restarts.
+func svcAt(*regs) []byte { return []byte{0x01, 0x00, 0x00, 0xd4} }
+
+func setPC(r *regs, pc uint64) { r.Pc = pc }
+
+// entryNR is the system call number at a syscall-entry stop: x8, which
+// the kernel set to restart_syscall when it restarts a call that way.
+func entryNR(_ int, r *regs) (uint64, error) { return r.Regs[8], nil }
+
+func setSyscallNR(r *regs, nr uint64) { r.Regs[8] = nr }
+
+// skipSyscall makes the call a thread is stopped at the entry of a no-op
+// (the NT_ARM_SYSTEM_CALL register set to -1).
+func skipSyscall(tid int) error {
+	nr := int32(-1)
+	iov := unix.Iovec{Base: (*byte)(unsafe.Pointer(&nr)), Len: 4}
+	return ptraceData(unix.PTRACE_SETREGSET, tid, 0x404, unsafe.Pointer(&iov)) // NT_ARM_SYSTEM_CALL
+}

@@ -1,6 +1,7 @@
 package userpatch
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -9,8 +10,10 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,10 +21,30 @@ import (
 // thread is one seized, stopped thread.
 type thread struct {
 	tid     int
-	sig     int  // a signal the thread stopped with, delivered again at detach
-	stopped bool // in a ptrace stop (as far as the tracer knows)
-	dead    bool // exited and reaped
+	tgid    int          // its process (pid, or a process sharing its memory)
+	kept    []keptSignal // signals the thread stopped with: delivered again at detach
+	stopped bool         // in a ptrace stop (as far as the tracer knows)
+	sigStop bool         // that stop is a signal-delivery-stop (a signal can be given back there)
+	dead    bool         // exited and reaped
 	regs    regs
+	// prepared: injectRegs made th ready for injected calls this stop
+	prepared bool
+}
+
+// keptSignal is a signal a thread dequeued while seized, with the
+// siginfo it was sent with: given back as it was sent.
+type keptSignal struct {
+	sig  int
+	info siginfo
+}
+
+// siginfo is the kernel's siginfo_t (128 bytes on every arch), opaque
+// but for its first fields.
+type siginfo [128]byte
+
+// code is si_code (the third int on every Linux arch).
+func (si *siginfo) code() int32 {
+	return int32(uint32(si[8]) | uint32(si[9])<<8 | uint32(si[10])<<16 | uint32(si[11])<<24)
 }
 
 // stopped is a process with every thread seized and stopped. Its methods
@@ -30,6 +53,8 @@ type stopped struct {
 	pid     int
 	threads []*thread
 	mem     *os.File // /proc/PID/mem: reads and writes, even to read-only code
+	inj     *thread  // the thread injected system calls run on (injector)
+	began   time.Time
 }
 
 // maxStopRounds bounds how often the thread list is re-read while threads
@@ -47,6 +72,11 @@ func stopAll(pid int) (_ *stopped, err error) {
 		}
 	}()
 	seen := map[int]bool{}
+	// Processes sharing the address space (a vfork child and its
+	// parent, any CLONE_VM process) run the same code: theirs are
+	// stopped and scanned too.
+	sharers := mmSharers(pid)
+	s.began = time.Now() // the process is stopped from here on
 	for round := 0; ; round++ {
 		if round == maxStopRounds {
 			return nil, fmt.Errorf("userpatch: pid %d: threads still appearing after %d rounds: %w", pid, round, ErrBusy)
@@ -54,6 +84,15 @@ func stopAll(pid int) (_ *stopped, err error) {
 		tids, err := tasks(pid)
 		if err != nil {
 			return nil, err
+		}
+		tgid := map[int]int{}
+		for _, o := range sharers {
+			if more, err := tasks(o); err == nil {
+				for _, tid := range more {
+					tgid[tid] = o
+				}
+				tids = append(tids, more...)
+			}
 		}
 		var fresh []int
 		for _, tid := range tids {
@@ -69,6 +108,7 @@ func stopAll(pid int) (_ *stopped, err error) {
 		for _, tid := range fresh {
 			th, err := seize(tid)
 			if th != nil {
+				th.tgid = cmp.Or(tgid[tid], pid)
 				// Attached: from here on detach must see it.
 				s.threads = append(s.threads, th)
 				pending = append(pending, th)
@@ -105,6 +145,32 @@ func stopAll(pid int) (_ *stopped, err error) {
 	return s, nil
 }
 
+// mmSharers lists the other processes whose memory is pid's (kcmp
+// KCMP_VM): a vfork child while it runs, its parent, CLONE_VM children.
+func mmSharers(pid int) []int {
+	all, err := pids()
+	if err != nil {
+		return nil
+	}
+	const kcmpVM = 1
+	var out []int
+	for _, o := range all {
+		if o == pid {
+			continue
+		}
+		r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(o), kcmpVM, 0, 0, 0)
+		if errno != 0 || r != 0 {
+			continue
+		}
+		// Kernel threads and exited processes have no memory at all,
+		// which kcmp finds equal to that of a process exiting now.
+		if m, err := readMaps(o); err == nil && len(m) > 0 {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // gone wraps ESRCH as ErrGone, keeping the errno.
 func gone(err error) error {
 	if errors.Is(err, syscall.ESRCH) {
@@ -117,12 +183,17 @@ func gone(err error) error {
 // non-nil thread is attached, even when an error comes with it.
 func seize(tid int) (*thread, error) {
 	if err := unix.PtraceSeize(tid); err != nil {
-		// EPERM means another tracer, or a thread already exiting.
+		// EPERM means another tracer, a thread already exiting, or that
+		// the kernel does not let this agent trace the process.
 		if errors.Is(err, syscall.EPERM) {
-			if st, serr := readStat(tid); serr == nil && st.TracerPID != 0 {
+			st, serr := readStat(tid)
+			switch {
+			case serr == nil && st.TracerPID != 0:
 				return nil, fmt.Errorf("userpatch: thread %d is traced by pid %d: %w: %w", tid, st.TracerPID, ErrTraced, err)
+			case serr != nil || st.State == "Z" || st.State == "X":
+				return nil, fmt.Errorf("userpatch: thread %d is exiting: %w: %w", tid, ErrGone, err)
 			}
-			return nil, fmt.Errorf("userpatch: thread %d is exiting: %w: %w", tid, ErrGone, err)
+			return nil, fmt.Errorf("userpatch: seize thread %d: %s: %w: %w", tid, deniedWhy(), ErrDenied, err)
 		}
 		return nil, fmt.Errorf("userpatch: seize thread %d: %w", tid, gone(err))
 	}
@@ -132,6 +203,18 @@ func seize(tid int) (*thread, error) {
 		return th, fmt.Errorf("userpatch: interrupt thread %d: %w", tid, gone(err))
 	}
 	return th, nil
+}
+
+// deniedWhy names what may deny ptrace here: Yama's scope when it is
+// set, and the capability the agent needs.
+func deniedWhy() string {
+	why := "the agent lacks CAP_SYS_PTRACE for it, or it is another user's or not dumpable"
+	if b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); err == nil {
+		if v := strings.TrimSpace(string(b)); v != "0" {
+			why = "Yama ptrace_scope is " + v + " (kernel.yama.ptrace_scope), or " + why
+		}
+	}
+	return why
 }
 
 // stopTimeout bounds how long threads may take to stop (or an injected
@@ -198,12 +281,32 @@ func poll(th *thread) bool {
 	case err != nil || ws.Exited() || ws.Signaled():
 		th.dead, th.stopped = true, false
 	case ws.Stopped():
-		th.stopped = true
-		if ws>>16 == 0 && th.sig == 0 {
-			th.sig = int(ws.StopSignal()) // it stopped for a signal of its own
+		th.stopped, th.sigStop = true, ws>>16 == 0
+		if th.sigStop {
+			th.keep(int(ws.StopSignal())) // it stopped for a signal of its own
 		}
 	}
 	return true
+}
+
+// keep records the signal th is in a signal-delivery-stop for, with its
+// siginfo; the signal is suppressed now and given back at detach.
+func (th *thread) keep(sig int) {
+	k := keptSignal{sig: sig}
+	if err := ptraceData(unix.PTRACE_GETSIGINFO, th.tid, 0, unsafe.Pointer(&k.info)); err != nil {
+		// No siginfo (a thread killed meanwhile): a plain signal.
+		k.info = siginfo{}
+	}
+	th.kept = append(th.kept, k)
+}
+
+// ptraceData is a ptrace request that passes a pointer as data.
+func ptraceData(req, tid int, addr uintptr, data unsafe.Pointer) error {
+	_, _, errno := unix.Syscall6(unix.SYS_PTRACE, uintptr(req), uintptr(tid), addr, uintptr(data), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // reapIfDead reaps a stopped thread that was killed meanwhile. Only for
@@ -211,40 +314,92 @@ func poll(th *thread) bool {
 // their death.
 func reapIfDead(th *thread) { poll(th) }
 
-// detach lets every thread go, giving back a signal it stopped with. A
-// thread that is no longer in a stop was killed meanwhile (SIGKILL wakes
-// a tracee): it is reaped, or its process could never be.
+// detachGrace is how long detach waits for a killed thread to exit, or a
+// thread that never stopped to stop, before it gives up on detaching it
+// itself and retires the tracer thread (which unlinks every tracee).
+const detachGrace = 500 * time.Millisecond
+
+// detach lets every thread go, giving back the signals it stopped with,
+// each with the siginfo it was sent with. A thread that is no longer in a
+// stop was killed meanwhile (SIGKILL wakes a tracee) and is reaped, or
+// its process could never be; a thread that never stopped (uninterruptible
+// sleep, a vfork parent) cannot be detached by request: the tracer thread
+// is retired instead (markStale), which unlinks it and drops its pending
+// interrupt, so it never enters a stop nobody ends.
 func (s *stopped) detach() {
-	var killed []*thread
+	var left []*thread
 	for _, th := range s.threads {
 		if th.dead {
 			continue
 		}
-		_, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(th.tid), 0, uintptr(th.sig), 0, 0)
-		if errno == syscall.ESRCH {
+		if !th.stopped || !th.release(s.pid) {
 			th.stopped = false
-			killed = append(killed, th)
+			left = append(left, th)
 		}
 	}
-	// A killed thread exits promptly; one that stops again instead
-	// (a last event) is detached again.
-	deadline := time.Now().Add(stopTimeout)
-	for len(killed) > 0 && time.Now().Before(deadline) {
-		_ = collect(killed, nil, deadline)
-		killed = slices.DeleteFunc(killed, func(th *thread) bool {
-			if th.dead {
-				return true
+	// A killed thread exits promptly; one that stops after all is
+	// detached then.
+	deadline := time.Now().Add(detachGrace)
+	var b backoff
+	for len(left) > 0 && time.Now().Before(deadline) {
+		left = slices.DeleteFunc(left, func(th *thread) bool {
+			if !poll(th) {
+				return false
 			}
-			_, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(th.tid), 0, 0, 0, 0)
-			th.stopped = false
-			return errno != syscall.ESRCH
+			return th.dead || th.release(s.pid)
 		})
+		if len(left) > 0 {
+			b.wait()
+		}
+	}
+	if len(left) > 0 {
+		markStale()
 	}
 	s.threads = nil
 	if s.mem != nil {
 		s.mem.Close()
 		s.mem = nil
 	}
+}
+
+// release detaches a stopped thread, giving back its kept signals: the
+// first through the stop itself when it is a signal-delivery-stop (with
+// its siginfo set again: the stop may be the injected breakpoint's), the
+// others queued again to the thread. It reports false when the thread
+// was not in a stop after all (killed meanwhile).
+func (th *thread) release(pid int) bool {
+	kept := th.kept
+	sig := 0
+	if th.sigStop && len(kept) > 0 {
+		k := kept[0]
+		if k.info != (siginfo{}) {
+			_ = ptraceData(unix.PTRACE_SETSIGINFO, th.tid, 0, unsafe.Pointer(&k.info))
+		}
+		sig, kept = k.sig, kept[1:]
+	}
+	_, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(th.tid), 0, uintptr(sig), 0, 0)
+	if errno == syscall.ESRCH {
+		return false
+	}
+	th.stopped = false
+	for _, k := range kept {
+		requeue(cmp.Or(th.tgid, pid), th.tid, k)
+	}
+	th.kept = nil
+	return true
+}
+
+// requeue sends a kept signal to the thread again: with its siginfo when
+// the kernel allows that (a sigqueue'd signal, si_code < 0), as a plain
+// tgkill otherwise.
+func requeue(tgid, tid int, k keptSignal) {
+	if k.info != (siginfo{}) && k.info.code() < 0 {
+		_, _, errno := unix.Syscall6(unix.SYS_RT_TGSIGQUEUEINFO, uintptr(tgid), uintptr(tid), uintptr(k.sig), uintptr(unsafe.Pointer(&k.info)), 0, 0)
+		if errno == 0 {
+			return
+		}
+	}
+	_ = unix.Tgkill(tgid, tid, syscall.Signal(k.sig))
 }
 
 func (s *stopped) read(addr uint64, n int) ([]byte, error) {
@@ -275,7 +430,7 @@ func collectOne(th *thread, others []*thread, ws *unix.WaitStatus) error {
 			th.dead = true
 			return fmt.Errorf("thread %d ended: %w", th.tid, ErrGone)
 		case ws.Stopped():
-			th.stopped = true
+			th.stopped, th.sigStop = true, *ws>>16 == 0
 			return nil
 		}
 		for _, o := range others {
@@ -300,16 +455,56 @@ func memErr(err error) error {
 	return err
 }
 
-// maxSyscallStops bounds the stops an injected system call may take
-// (signals arriving meanwhile are kept for detach).
+// maxSyscallStops bounds the stops an injected system call may take.
+// Signals are blocked in the thread meanwhile, so only an unblockable
+// one (SIGSTOP) or a SIGTRAP sent by someone else can add a stop.
 const maxSyscallStops = 16
 
-// syscall runs one system call in the process, on its first thread, with
-// trapCode written at scratch (an executable address of the process whose
-// bytes are restored afterwards). All other threads stay stopped.
+// injector picks the thread injected system calls run on: one that
+// stopped without a signal of its own, and is not parked on a system
+// call the kernel is about to restart, when there is one.
+func (s *stopped) injector() *thread {
+	if s.inj != nil {
+		return s.inj
+	}
+	best, score := s.threads[0], -1
+	for _, th := range s.threads {
+		sc := 0
+		if len(th.kept) == 0 {
+			sc += 2
+		}
+		if !s.atRestart(th) {
+			sc++
+		}
+		if sc > score {
+			best, score = th, sc
+		}
+	}
+	s.inj = best
+	return best
+}
+
+// sigmask reads or sets a stopped thread's blocked-signal mask.
+func sigmask(tid int, set bool, mask *uint64) error {
+	req := unix.PTRACE_GETSIGMASK
+	if set {
+		req = unix.PTRACE_SETSIGMASK
+	}
+	return ptraceData(req, tid, 8, unsafe.Pointer(mask))
+}
+
+// blockDuringInjection is the mask an injected system call runs under:
+// every signal but SIGTRAP stays queued in the kernel, with its siginfo,
+// for the process to take after detach. SIGTRAP stays open because the
+// kernel forces the injected breakpoint's SIGTRAP, resetting its handler
+// to the default when it finds it blocked.
+const blockDuringInjection = ^uint64(0) &^ (1 << (syscall.SIGTRAP - 1))
+
+// syscall runs one system call in the process, on the injector thread,
+// with trapCode written at scratch (an executable address of the process
+// whose bytes are restored afterwards). All other threads stay stopped.
 func (s *stopped) syscall(scratch, nr uint64, args ...uint64) (uint64, error) {
-	th := s.threads[0]
-	saved := th.regs
+	th := s.injector()
 	orig, err := s.read(scratch, len(trapCode))
 	if err != nil {
 		return 0, err
@@ -318,6 +513,19 @@ func (s *stopped) syscall(scratch, nr uint64, args ...uint64) (uint64, error) {
 		return 0, err
 	}
 	defer s.write(scratch, orig) //nolint:errcheck // best effort; the read proved the page writable
+	var mask uint64
+	if err := sigmask(th.tid, false, &mask); err != nil {
+		return 0, fmt.Errorf("userpatch: pid %d: signal mask: %w", s.pid, gone(err))
+	}
+	block := mask | blockDuringInjection
+	if err := sigmask(th.tid, true, &block); err != nil {
+		return 0, fmt.Errorf("userpatch: pid %d: signal mask: %w", s.pid, gone(err))
+	}
+	defer sigmask(th.tid, true, &mask) //nolint:errcheck // a gone thread needs no mask
+	saved, err := s.injectRegs(th)
+	if err != nil {
+		return 0, err
+	}
 	var a [6]uint64
 	copy(a[:], args)
 	r := saved
@@ -326,7 +534,7 @@ func (s *stopped) syscall(scratch, nr uint64, args ...uint64) (uint64, error) {
 		return 0, fmt.Errorf("userpatch: pid %d: set registers: %w", s.pid, gone(err))
 	}
 	defer unix.PtraceSetRegs(th.tid, &saved) //nolint:errcheck // a gone thread needs no registers
-	others := s.threads[1:]
+	others := s.others(th)
 	for range maxSyscallStops {
 		if err := unix.PtraceCont(th.tid, 0); err != nil {
 			return 0, fmt.Errorf("userpatch: pid %d: continue: %w", s.pid, gone(err))
@@ -339,17 +547,13 @@ func (s *stopped) syscall(scratch, nr uint64, args ...uint64) (uint64, error) {
 		if ws>>16 != 0 {
 			continue // a pending interrupt's stop: run on
 		}
-		if sig := int(ws.StopSignal()); sig != int(syscall.SIGTRAP) {
-			if th.sig == 0 {
-				th.sig = sig // the process's own signal: delivered at detach
-			}
-			continue
-		}
 		if err := unix.PtraceGetRegs(th.tid, &r); err != nil {
 			return 0, fmt.Errorf("userpatch: pid %d: registers: %w", s.pid, gone(err))
 		}
-		if pc := regPC(&r); pc != trapPC(scratch) {
-			return 0, fmt.Errorf("userpatch: pid %d: SIGTRAP at %#x, not at the injected breakpoint %#x: %w", s.pid, pc, trapPC(scratch), ErrInject)
+		sig := int(ws.StopSignal())
+		if sig != int(syscall.SIGTRAP) || regPC(&r) != trapPC(scratch) || !s.ownTrap(th) {
+			th.keep(sig) // the process's own signal: given back at detach
+			continue
 		}
 		v, errno := retErr(syscallResult(&r))
 		if errno != 0 {
@@ -358,4 +562,14 @@ func (s *stopped) syscall(scratch, nr uint64, args ...uint64) (uint64, error) {
 		return v, nil
 	}
 	return 0, fmt.Errorf("userpatch: pid %d: injected syscall %d did not finish in %d stops: %w", s.pid, nr, maxSyscallStops, ErrInject)
+}
+
+// ownTrap reports whether th's SIGTRAP came from the injected breakpoint
+// (the kernel's, si_code > 0) rather than from a kill or sigqueue.
+func (s *stopped) ownTrap(th *thread) bool {
+	var si siginfo
+	if err := ptraceData(unix.PTRACE_GETSIGINFO, th.tid, 0, unsafe.Pointer(&si)); err != nil {
+		return true
+	}
+	return si.code() > 0
 }
