@@ -45,6 +45,7 @@ const (
 	keyKernelName     = 3
 	keyKernelReplace  = 4
 	keyKernelFallback = 5
+	keyKernelParams   = 6
 
 	// image map
 	keyImageSlotGroup   = 0
@@ -100,6 +101,7 @@ var (
 		keyKernelName:     "name",
 		keyKernelReplace:  "replace",
 		keyKernelFallback: "fallback",
+		keyKernelParams:   "params",
 	}
 	imageKeys = map[uint64]string{
 		keyImageSlotGroup:   "slot group",
@@ -290,6 +292,7 @@ func decodeKernelPatch(raw cbor.RawMessage, path string) (*KernelPatch, error) {
 		Name:     o.text(keyKernelName, true),
 		Replace:  o.boolean(keyKernelReplace),
 		Fallback: o.text(keyKernelFallback, false),
+		Params:   o.texts(keyKernelParams, false),
 	}
 	return k, o.err
 }
@@ -354,6 +357,9 @@ func encodeBody(c *Component) map[uint64]any {
 		}
 		if k.Fallback != "" {
 			m[keyKernelFallback] = k.Fallback
+		}
+		if len(k.Params) > 0 {
+			m[keyKernelParams] = k.Params
 		}
 		return m
 	}

@@ -93,8 +93,11 @@ func seedCorpus(t *testing.T) []seed {
 		t.Fatalf("seed: unexpected encoding start %x", full[:3])
 	}
 	format2[2] = 0x02
+	params := liveManifest()
+	params.Components[2].KernelPatch.Params = []string{"replace=1", "debug"}
 	return []seed{
 		{"valid-minimal", encode(minimal), nil},
+		{"valid-kernel-params", encode(params), nil},
 		{"valid-full", full, nil},
 		{"valid-two-images", encode(two), nil},
 		{"valid-extensions", edit(func(f *fixture) {

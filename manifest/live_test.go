@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/graft-dev/graft/manifest"
@@ -90,6 +91,53 @@ func TestLiveComponentsRefused(t *testing.T) {
 			tt.edit(m)
 			if _, err := m.Encode(); !errors.Is(err, manifest.ErrInvalid) {
 				t.Errorf("Encode error = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// TestKernelPatchParams: module parameters round-trip, and every bad
+// one is refused with ErrInvalid, on encode and on decode.
+func TestKernelPatchParams(t *testing.T) {
+	m := liveManifest()
+	m.Components[2].KernelPatch.Params = []string{"replace=1", "debug", "path=/a,b:c"}
+	b, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := manifest.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Components[2].KernelPatch.Params, m.Components[2].KernelPatch.Params) {
+		t.Errorf("params = %q, want %q", got.Components[2].KernelPatch.Params, m.Components[2].KernelPatch.Params)
+	}
+	many := make([]string, manifest.MaxModuleParams+1)
+	for i := range many {
+		many[i] = "p" + string(rune('a'+i%26)) + string(rune('a'+i/26)) + "=1"
+	}
+	for _, tt := range []struct {
+		name   string
+		params []string
+	}{
+		{"space in value", []string{"a=b c"}},
+		{"newline in value", []string{"a=b\nc"}},
+		{"quote in value", []string{`a="b"`}},
+		{"control character", []string{"a=\x01"}},
+		{"non-ASCII value", []string{"a=é"}},
+		{"upper-case name", []string{"Replace=1"}},
+		{"dash in name", []string{"re-place=1"}},
+		{"empty name", []string{"=1"}},
+		{"name twice", []string{"a=1", "a=2"}},
+		{"too long", []string{"a=" + strings.Repeat("x", manifest.MaxModuleParamBytes)}},
+		{"too many", many},
+		{"empty list", []string{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := liveManifest()
+			m.Components[2].KernelPatch.Params = tt.params
+			if _, err := m.Encode(); !errors.Is(err, manifest.ErrInvalid) {
+				t.Errorf("Encode = %v, want ErrInvalid", err)
 			}
 		})
 	}

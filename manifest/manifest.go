@@ -3,6 +3,7 @@ package manifest
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -143,6 +144,54 @@ type KernelPatch struct {
 	Name     string // the livepatch name (/sys/kernel/livepatch/<Name>)
 	Replace  bool   // an atomic-replace (cumulative) patch: replaces all earlier ones
 	Fallback string // name of the image component with the same fix; empty = none
+	// Params are the module parameters handed to finit_module at load,
+	// "name=value" each (see CheckModuleParams); nil for none.
+	Params []string
+}
+
+// Limits of a kernel patch's module parameters.
+const (
+	MaxModuleParams     = 32  // parameters per kernel patch
+	MaxModuleParamName  = 64  // bytes of a parameter's name
+	MaxModuleParamBytes = 256 // bytes of one "name=value"
+)
+
+// CheckModuleParams checks module parameters as the kernel's parser must
+// read them, with no quoting: each is "name=value" (or a bare "name" for
+// a boolean), the name of [a-z0-9_] (1..MaxModuleParamName bytes), the
+// value without spaces, quotes or control characters; no name twice; at
+// most MaxModuleParams of at most MaxModuleParamBytes each. The error
+// wraps ErrInvalid.
+func CheckModuleParams(field string, params []string) error {
+	if len(params) > MaxModuleParams {
+		return invalid(field, "%d module parameters, limit %d", len(params), MaxModuleParams)
+	}
+	seen := map[string]bool{}
+	for i, p := range params {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if len(p) > MaxModuleParamBytes {
+			return invalid(f, "%d bytes, limit %d", len(p), MaxModuleParamBytes)
+		}
+		name, value, _ := strings.Cut(p, "=")
+		if name == "" || len(name) > MaxModuleParamName {
+			return invalid(f, "parameter name must be 1..%d bytes", MaxModuleParamName)
+		}
+		for _, c := range []byte(name) {
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+				return invalid(f, "parameter name %q: only a-z, 0-9 and _", name)
+			}
+		}
+		for _, c := range []byte(value) {
+			if c <= ' ' || c == 0x7f || c == '"' || c >= 0x80 {
+				return invalid(f, "value of %s: byte %#x (no spaces, quotes, control or non-ASCII characters)", name, c)
+			}
+		}
+		if seen[name] {
+			return invalid(f, "parameter %s given twice", name)
+		}
+		seen[name] = true
+	}
+	return nil
 }
 
 // Component is one part of a release. Exactly one of Image, UserPatch and
@@ -370,7 +419,10 @@ func (k *KernelPatch) validate(field string) error {
 	if len(k.SHA256) != 32 {
 		return invalid(field+".sha256", "%d bytes, want 32", len(k.SHA256))
 	}
-	return nil
+	if k.Params != nil && len(k.Params) == 0 {
+		return invalid(field+".params", "empty (leave it out)")
+	}
+	return CheckModuleParams(field+".params", k.Params)
 }
 
 func (im *Image) validate(field string) error {

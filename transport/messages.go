@@ -12,7 +12,11 @@ type Notice struct {
 	Release  string `cbor:"1,keyasint"`           // release name, e.g. "v2"
 	Manifest string `cbor:"2,keyasint"`           // TUF target name of the manifest, e.g. "releases/v2/manifest.cbor"
 	Sequence uint64 `cbor:"3,keyasint,omitempty"` // hint for logs only
-	Time     int64  `cbor:"4,keyasint,omitempty"` // unix ms when sent
+	Time     int64  `cbor:"4,keyasint,omitempty"` // unix ms when sent, by the fleet's clock (never compared with a device's)
+	// ID is issued by the fleet, new at every notify: a device tells a
+	// real re-notify from a redelivery of the same (retained) notice by
+	// it, with no clock involved.
+	ID string `cbor:"256,keyasint,omitempty"` // an extension key: older devices ignore it
 }
 
 // State is a device's position in the update lifecycle, as reported in a
@@ -65,6 +69,11 @@ type Status struct {
 	Total        int64  `cbor:"11,keyasint,omitempty"` // bytes expected
 	AgentVersion string `cbor:"12,keyasint,omitempty"` // agent build
 	Installed    string `cbor:"13,keyasint,omitempty"` // release running now
+	// Seq is the device's own event counter: larger for every later
+	// event, across restarts and power cuts. The fleet orders a device's
+	// statuses by it, not by Time (a device without an RTC may report
+	// 1970 after a power cut). 0: not counted (an older agent).
+	Seq uint64 `cbor:"256,keyasint,omitempty"` // an extension key: older fleets ignore it
 }
 
 // Telemetry is a device's periodic health and inventory report.
@@ -145,6 +154,7 @@ func (n Notice) Check() error {
 		checkText("release", n.Release, true, maxName),
 		checkText("manifest", n.Manifest, true, maxTarget),
 		checkNonNegative("time", n.Time),
+		checkText("notice ID", n.ID, false, maxName),
 	)
 }
 

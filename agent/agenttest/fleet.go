@@ -15,7 +15,7 @@ import (
 	"github.com/graft-dev/graft/transport"
 )
 
-var watchers atomic.Int64
+var watchers, notices atomic.Int64
 
 // Fleet watches every device's status events through a real broker,
 // de-duplicated by event ID as the fleet does, and sends notices.
@@ -115,7 +115,7 @@ func (f *Fleet) WaitFinal(ctx context.Context, dev, release string) (transport.S
 }
 
 // Notify publishes a retained release notice to one device, as
-// graft-fleet notify does.
+// graft-fleet notify does (with a new notice ID each time).
 func (f *Fleet) Notify(t testing.TB, dev, release string) {
 	t.Helper()
 	c := paho.NewClient(paho.NewClientOptions().AddBroker(f.broker).SetClientID("notify-" + dev + "-" + strconv.Itoa(os.Getpid())))
@@ -123,7 +123,8 @@ func (f *Fleet) Notify(t testing.TB, dev, release string) {
 		t.Fatal(tok.Error())
 	}
 	defer c.Disconnect(100)
-	b, err := transport.EncodeNotice(transport.Notice{Release: release, Manifest: ManifestTarget(release), Time: time.Now().UnixMilli()})
+	b, err := transport.EncodeNotice(transport.Notice{Release: release, Manifest: ManifestTarget(release), Time: time.Now().UnixMilli(),
+		ID: fmt.Sprintf("agenttest-%d-%d", os.Getpid(), notices.Add(1))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/graft-dev/graft/agent/config"
@@ -20,10 +21,11 @@ type patchesView struct {
 }
 
 type kernelView struct {
-	Name       string `json:"name"`
-	Enabled    bool   `json:"enabled"`
-	Transition bool   `json:"transition"`
-	Component  string `json:"component,omitempty"` // empty: not loaded by graft
+	Name       string   `json:"name"`
+	Enabled    bool     `json:"enabled"`
+	Transition bool     `json:"transition"`
+	Component  string   `json:"component,omitempty"` // empty: not loaded by graft
+	Params     []string `json:"params,omitempty"`    // module parameters it was loaded with
 }
 
 // patchView is one active userspace live patch as `patches` shows it.
@@ -63,7 +65,7 @@ func cmdPatches(_ context.Context, e env, args []string) error {
 	}
 	out := patchesView{Kernel: []kernelView{}}
 	for _, k := range kern {
-		out.Kernel = append(out.Kernel, kernelView{Name: k.Name, Enabled: k.Enabled, Transition: k.Transition, Component: k.Component})
+		out.Kernel = append(out.Kernel, kernelView{Name: k.Name, Enabled: k.Enabled, Transition: k.Transition, Component: k.Component, Params: k.Params})
 	}
 	views := make([]patchView, 0, len(act))
 	for _, a := range act {
@@ -89,7 +91,11 @@ func cmdPatches(_ context.Context, e env, args []string) error {
 		if k.Component == "" {
 			by = "not loaded by graft"
 		}
-		fmt.Fprintf(e.stdout, "kernel %s  %s  (%s)\n", k.Name, state, by)
+		params := ""
+		if len(k.Params) > 0 {
+			params = "  params " + strings.Join(k.Params, " ")
+		}
+		fmt.Fprintf(e.stdout, "kernel %s  %s  (%s)%s\n", k.Name, state, by, params)
 	}
 	if len(out.Kernel) == 0 {
 		fmt.Fprintln(e.stdout, "no kernel live patches loaded")

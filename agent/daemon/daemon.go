@@ -20,6 +20,7 @@ import (
 	"github.com/graft-dev/graft/agent/bootenv"
 	"github.com/graft-dev/graft/agent/config"
 	"github.com/graft-dev/graft/agent/engine"
+	"github.com/graft-dev/graft/agent/eventseq"
 	"github.com/graft-dev/graft/agent/health"
 	"github.com/graft-dev/graft/agent/journal"
 	"github.com/graft-dev/graft/agent/klp"
@@ -285,6 +286,12 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 	if err != nil {
 		return err
 	}
+	// Without its counter the agent still reports; the fleet then
+	// orders its statuses the old way.
+	seq, err := eventseq.Open(filepath.Join(cfg.DataDir, "status.seq"))
+	if err != nil {
+		logger.Error("status event counter unusable; statuses go out without Seq", "err", err)
+	}
 	notices := make(chan transport.Notice, 1)
 	mcfg := mqtt.Config{
 		Broker:    cfg.Broker,
@@ -333,6 +340,13 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		s.EventID = newEventID()
 		s.Device = cfg.DeviceID
 		s.Time = time.Now().UnixMilli()
+		if seq != nil {
+			if n, err := seq.Next(); err == nil {
+				s.Seq = n
+			} else {
+				logger.Warn("status event counter", "err", err)
+			}
+		}
 		s.AgentVersion = Version()
 		b, err := transport.EncodeStatus(s)
 		if err == nil {

@@ -126,7 +126,7 @@ func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
 		return nil
 	}
 	if l := rec.Last; l != nil && l.Release == n.Release &&
-		(l.State == string(transport.StateRolledBack) || (l.State == string(transport.StateFailed) && n.Time <= l.Time.UnixMilli())) {
+		(l.State == string(transport.StateRolledBack) || (l.State == string(transport.StateFailed) && !renotified(l, n))) {
 		// The retained notice of a release that already ended badly here:
 		// its outcome stands until the fleet notifies again.
 		e.log.Debug("release already tried", "release", n.Release, "outcome", l.State)
@@ -180,6 +180,8 @@ func (e *Engine) Install(ctx context.Context, n transport.Notice) error {
 		Fallback:       p.Fallback,
 		FallbackSlot:   p.FallbackSlot,
 		Deferred:       p.Deferred,
+		NoticeID:       n.ID,
+		NoticeTime:     n.Time,
 	}
 	if err := e.save(rec); err != nil {
 		return err
@@ -198,9 +200,15 @@ func (e *Engine) Resume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("booted slot: %w", err)
 	}
+	if e.reconcileLive(&rec) {
+		if err := e.save(rec); err != nil {
+			return err
+		}
+	}
 	if u == nil {
 		return e.confirm(rec, booted)
 	}
+	e.refillBooted(u, booted)
 	target := u.Release.Slot
 	if u.Path == PathLive {
 		// Live steps never leave the booted slot; the appliers restored
@@ -241,10 +249,17 @@ func (e *Engine) Resume(ctx context.Context) error {
 		}
 	case journal.StepReverting:
 		switch {
+		case booted == u.From && bootID != u.BootID:
+			return e.rolledBack(rec, u.Reason)
+		case !e.revertArmed(u):
+			// The agent stopped (or the power went) between journalling
+			// the revert and writing the boot environment: arm it now,
+			// then reboot.
+			if err := e.revert(rec, u.Reason); err != nil {
+				return err
+			}
 		case bootID == u.BootID:
 			// The reboot did not happen yet: ask again below.
-		case booted == u.From:
-			return e.rolledBack(rec, u.Reason)
 		default:
 			// The old slot failed to boot too: stay where we are.
 			return e.keep(rec, fmt.Sprintf("%s; and fallback slot %s did not boot, so slot %s stays", u.Reason, u.From, booted))
@@ -276,7 +291,8 @@ func (e *Engine) run(ctx context.Context) error {
 		}
 		if err != nil {
 			if permanent(err) {
-				return e.abort(rec, err)
+				// The step may have journalled more than rec holds.
+				return e.abort(e.o.Journal.Record(), err)
 			}
 			e.log.Warn("update step failed; will retry", "step", u.Step, "err", err)
 			return err
@@ -398,8 +414,7 @@ func (e *Engine) install(ctx context.Context, rec journal.Record) error {
 	if err := slot.CheckWritable(dev, bootedDev, mi); err != nil {
 		return err
 	}
-	u.Step = journal.StepInstalling
-	if err := e.save(rec); err != nil {
+	if err := e.disarmTarget(&rec); err != nil {
 		return err
 	}
 	e.log.Info("writing slot", "slot", u.Release.Slot, "device", dev, "bytes", img.Size, "compression", img.Compression.String())
@@ -509,15 +524,14 @@ func (e *Engine) commit(ctx context.Context, rec journal.Record) error {
 }
 
 // revert arms the fallback to the slot the update started from; the run
-// loop then reboots into it.
+// loop then reboots into it. The verdict is journalled before the boot
+// environment changes: a power cut in between boots the old slot (the
+// try was spent), and Resume then finishes the rollback with the
+// health reason instead of taking the boot for a fallback without a
+// verdict and arming the failed slot again.
 func (e *Engine) revert(rec journal.Record, reason string) error {
 	u := rec.Update
 	e.log.Warn("reverting", "release", u.Release.Name, "reason", reason)
-	if err := e.editBootState(func(s slot.State) slot.State {
-		return s.MarkBad(u.Release.Slot).MarkGood(u.From, e.o.Board.Bootloader.Attempts)
-	}); err != nil {
-		return err
-	}
 	_, bootID, err := e.o.Machine.Booted()
 	if err != nil {
 		return fmt.Errorf("boot id: %w", err)
@@ -526,8 +540,59 @@ func (e *Engine) revert(rec journal.Record, reason string) error {
 	if err := e.save(rec); err != nil {
 		return err
 	}
+	if err := e.editBootState(func(s slot.State) slot.State {
+		return s.MarkBad(u.Release.Slot).MarkGood(u.From, e.o.Board.Bootloader.Attempts)
+	}); err != nil {
+		return err
+	}
 	e.report(rec, u, transport.StateRebooting, reason, 0, 0)
 	return nil
+}
+
+// revertArmed reports whether the boot environment already sends the
+// next boot back to the slot u started from (revert wrote it).
+func (e *Engine) revertArmed(u *journal.Update) bool {
+	env, err := e.o.Env.Load()
+	if err != nil {
+		return true // cannot tell: do not loop
+	}
+	s, err := slot.ParseState(env, e.o.Board.SlotNames())
+	return err != nil || len(s.Order) > 0 && s.Order[0] == u.From
+}
+
+// disarmTarget journals the installing step and then takes the target
+// slot out of the boot order (counter 0) before a byte of it is written:
+// an install cut off or aborted at any point leaves a slot that no
+// fallback and no counter reset can boot. The slot no longer holds the
+// previous release either, so the record stops saying so. MarkTry puts
+// the slot back once it is written and verified.
+func (e *Engine) disarmTarget(rec *journal.Record) error {
+	u := rec.Update
+	u.Step = journal.StepInstalling
+	if rec.Previous.Slot == u.Release.Slot {
+		rec.Previous = journal.Release{}
+	}
+	if err := e.save(*rec); err != nil {
+		return err
+	}
+	return e.editBootState(func(s slot.State) slot.State { return s.MarkNonBootable(u.Release.Slot) })
+}
+
+// refillBooted refills the booted slot's counter at every start with an
+// update in flight: a download spread over days and power cycles must
+// never run the running slot down to 0 and leave the bootloader the
+// other slot. The slot on trial is left alone (its one try is the
+// point). The order is not changed. A failure is logged; the update
+// goes on.
+func (e *Engine) refillBooted(u *journal.Update, booted string) {
+	if u.Path != PathLive && booted == u.Release.Slot && booted != u.From {
+		return
+	}
+	if err := e.editBootState(func(s slot.State) slot.State {
+		return s.Refill(booted, e.o.Board.Bootloader.Attempts)
+	}); err != nil {
+		e.log.Warn("refilling the booted slot's attempts", "slot", booted, "err", err)
+	}
 }
 
 // MaxTries is how often a new slot is tried when its tries end without a
@@ -571,8 +636,9 @@ func (e *Engine) rolledBack(rec journal.Record, reason string) error {
 	return nil
 }
 
-// abort ends an update that cannot go on before the bootloader was touched:
-// the booted slot is still the good one, so only the journal changes.
+// abort ends an update that cannot go on before the try was armed: the
+// booted slot is still the good one, and a target that was being written
+// stays out of the boot order (disarmTarget), so only the journal changes.
 func (e *Engine) abort(rec journal.Record, cause error) error {
 	u := rec.Update
 	if u.Path != PathLive && (u.Step == journal.StepSwitching || u.Step == journal.StepRebooting || u.Step == journal.StepVerifying || u.Step == journal.StepReverting) {
@@ -582,7 +648,8 @@ func (e *Engine) abort(rec journal.Record, cause error) error {
 		os.Remove(u.Staging)
 	}
 	rec.Update = nil
-	rec.Last = &journal.Outcome{Release: u.Release.Name, Sequence: u.Release.Sequence, State: string(transport.StateFailed), Path: u.Path, Reason: cause.Error(), Time: e.o.Now().UTC()}
+	rec.Last = &journal.Outcome{Release: u.Release.Name, Sequence: u.Release.Sequence, State: string(transport.StateFailed), Path: u.Path, Reason: cause.Error(), Time: e.o.Now().UTC(),
+		NoticeID: u.NoticeID, NoticeTime: u.NoticeTime}
 	if err := e.save(rec); err != nil {
 		return err
 	}
@@ -632,6 +699,18 @@ func (e *Engine) confirm(rec journal.Record, booted string) error {
 	return e.editBootState(func(s slot.State) slot.State {
 		return s.MarkGood(booted, e.o.Board.Bootloader.Attempts)
 	})
+}
+
+// renotified reports whether notice n is another notice than the one
+// the failed update l came from: the fleet notified again. The fleet's
+// notice ID decides; without IDs (an older fleet), the fleet's own send
+// times are compared with each other, never with this device's clock (a
+// board without an RTC may think it is 1970, or a year ahead).
+func renotified(l *journal.Outcome, n transport.Notice) bool {
+	if n.ID != "" || l.NoticeID != "" {
+		return n.ID != l.NoticeID
+	}
+	return n.Time > l.NoticeTime
 }
 
 // refuseOrRetry refuses a release whose metadata failed verification, and

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/graft-dev/graft/agent/agenttest"
+	"github.com/graft-dev/graft/agent/bootenv"
 	"github.com/graft-dev/graft/agent/engine"
 	"github.com/graft-dev/graft/agent/health"
 	"github.com/graft-dev/graft/agent/journal"
@@ -35,6 +36,11 @@ type rig struct {
 	// live and policy go into the engine at the next start.
 	live   map[manifest.ComponentKind]engine.LiveApplier
 	policy string
+	// env, when set, stands between the engine and the board's
+	// environment from the next start (power-cut tests).
+	env bootenv.Store
+	// now, when set, is the device's clock from the next start.
+	now func() time.Time
 }
 
 func newRig(t *testing.T, r *agenttest.Repo, board string) *rig {
@@ -77,19 +83,24 @@ func (g *rig) start() {
 		g.t.Fatal(err)
 	}
 	g.journal = j
+	var env bootenv.Store = g.dev.Board.Env
+	if g.env != nil {
+		env = g.env
+	}
 	g.engine = engine.New(engine.Options{
 		Board:        g.dev.Board.Def,
 		DeviceClass:  "sim",
 		AgentVersion: "0.1.0",
 		Journal:      j,
 		Source:       client,
-		Env:          g.dev.Board.Env,
+		Env:          env,
 		Health:       health.Checker{Checks: checks, Timeout: 10 * time.Second},
 		Machine:      g.machine,
 		StagingDir:   filepath.Join(g.dev.Dir, "staging"),
 		Report:       func(s transport.Status) { g.reports = append(g.reports, s) },
 		Live:         g.live,
 		Policy:       g.policy,
+		Now:          g.now,
 	})
 }
 
@@ -100,6 +111,14 @@ func (g *rig) install(name string) error {
 // untouched checks that a refused or failed release changed nothing that
 // matters: slot A, the boot state and the installed release.
 func (g *rig) untouched(installed string) {
+	g.t.Helper()
+	g.untouchedBut(installed, false)
+}
+
+// untouchedBut is untouched, where disarmed says the install began
+// writing slot B and failed: B is then out of the boot order with no
+// attempts, so nothing can boot the half-written slot.
+func (g *rig) untouchedBut(installed string, disarmed bool) {
 	g.t.Helper()
 	if !bytes.Equal(g.dev.Slot("A")[:len(g.dev.Factory)], g.dev.Factory) {
 		g.t.Error("slot A was modified")
@@ -112,7 +131,10 @@ func (g *rig) untouched(installed string) {
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	if env["BOOT_ORDER"] != "A B" || env["BOOT_B_LEFT"] != "3" {
+	switch {
+	case disarmed && (env["BOOT_ORDER"] != "A" || env["BOOT_B_LEFT"] != "0"):
+		g.t.Errorf("boot state %v: want slot B out of the boot order with no attempts", env)
+	case !disarmed && (env["BOOT_ORDER"] != "A B" || env["BOOT_B_LEFT"] != "3"):
 		g.t.Errorf("boot state changed: %v", env)
 	}
 	if s, _ := g.dev.Board.Booted(); s != "A" {
@@ -382,6 +404,9 @@ func TestBadInput(t *testing.T) {
 		board   func(t *testing.T) string // board file overriding sim
 		publish func(t *testing.T, r *agenttest.Repo)
 		want    error
+		// disarmed: the failure came while writing slot B, which is
+		// then out of the boot order.
+		disarmed bool
 	}{
 		{name: "malformed manifest", want: manifest.ErrMalformed, publish: func(t *testing.T, r *agenttest.Repo) {
 			r.PublishRaw(t, "v2", []byte{0xa1, 0x01, 0xff, 0x00})
@@ -395,10 +420,10 @@ func TestBadInput(t *testing.T) {
 		{name: "sequence not above installed", release: "v0", want: manifest.ErrOldSequence, publish: func(t *testing.T, r *agenttest.Repo) {
 			r.Publish(t, agenttest.Release{Name: "v0", Sequence: 0, Image: img})
 		}},
-		{name: "image does not match the manifest hash", want: slot.ErrHashMismatch, publish: func(t *testing.T, r *agenttest.Repo) {
+		{name: "image does not match the manifest hash", want: slot.ErrHashMismatch, disarmed: true, publish: func(t *testing.T, r *agenttest.Repo) {
 			r.Publish(t, agenttest.Release{Name: "v2", Sequence: 2, Image: img, SHA256: bytes.Repeat([]byte{7}, 32)})
 		}},
-		{name: "full disk", want: slot.ErrWrite,
+		{name: "full disk", want: slot.ErrWrite, disarmed: true,
 			board: func(t *testing.T) string {
 				// Slot B lives on a 512 KiB tmpfs: writing the 1 MiB image runs
 				// out of space for real.
@@ -432,7 +457,7 @@ func TestBadInput(t *testing.T) {
 			if l := g.last(); l.State != transport.StateRefused && l.State != transport.StateFailed {
 				t.Errorf("last report %+v: want refused or failed", l)
 			}
-			g.untouched("")
+			g.untouchedBut("", tt.disarmed)
 			if entries, _ := os.ReadDir(filepath.Join(g.dev.Dir, "staging")); len(entries) != 0 {
 				t.Errorf("staging keeps %d files after a failure", len(entries))
 			}

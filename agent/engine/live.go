@@ -28,6 +28,15 @@ type LiveApplier interface {
 	Revert(ctx context.Context, c *manifest.Component) error
 }
 
+// LiveInventory is implemented by live appliers that can tell, from
+// the device itself, which components are in force now (agent/klp reads
+// /sys/kernel/livepatch). The engine's account of live components
+// (journal.Record.Live) follows it at every start and after every apply,
+// never what a manifest declared (such as a kernel patch's replace flag).
+type LiveInventory interface {
+	ActiveComponents() ([]string, error)
+}
+
 // ErrNoApplier means this agent has no LiveApplier for a component's kind.
 var ErrNoApplier = errors.New("no applier")
 
@@ -190,6 +199,7 @@ func (e *Engine) liveApply(ctx context.Context, rec journal.Record) error {
 			if err == nil {
 				u.Applied, u.Applying = append(u.Applied, c.Name), ""
 				u.Summaries = append(u.Summaries, summary)
+				e.reconcileLive(&rec) // a patch this one replaced is gone now
 				if err := e.save(rec); err != nil {
 					return err
 				}
@@ -311,18 +321,17 @@ func (e *Engine) liveCommit(rec journal.Record) error {
 	}
 	now := e.o.Now().UTC()
 	for i, c := range comps {
-		rec.Live = slices.DeleteFunc(rec.Live, func(l journal.Live) bool {
-			// A cumulative kernel patch replaced every earlier one; a
-			// component of the same name is superseded.
-			return l.Component.Name == c.Name ||
-				c.KernelPatch != nil && c.KernelPatch.Replace && l.Component.Kind == manifest.KindKernelPatch
-		})
+		// A component of the same name is superseded. Which earlier
+		// kernel patches a new one replaced is the kernel's answer, not
+		// the manifest's (reconcileLive, below).
+		rec.Live = slices.DeleteFunc(rec.Live, func(l journal.Live) bool { return l.Component.Name == c.Name })
 		summary := ""
 		if i < len(u.Summaries) {
 			summary = u.Summaries[i]
 		}
 		rec.Live = append(rec.Live, journal.Live{Release: u.Release.Name, Sequence: u.Release.Sequence, Component: *c, Summary: summary, Time: now})
 	}
+	e.reconcileLive(&rec)
 	rec.Deferred = nil
 	if u.Deferred != "" {
 		rec.Deferred = &journal.Deferred{Release: u.Release, ManifestTarget: u.ManifestTarget, Manifest: u.Manifest, Image: u.Deferred}
@@ -339,6 +348,37 @@ func (e *Engine) liveCommit(rec journal.Record) error {
 	e.log.Info("committed live", "release", u.Release.Name, "components", len(comps), "deferred_image", u.Deferred)
 	e.report(rec, u, transport.StateCommitted, reason, 0, 0)
 	return nil
+}
+
+// reconcileLive drops from rec.Live the components that the appliers
+// able to tell (LiveInventory) no longer have in force: a kernel patch
+// that a later one replaced, or one that did not survive a reboot. It
+// reports whether it changed rec. An applier that cannot answer now
+// leaves its components as they are.
+func (e *Engine) reconcileLive(rec *journal.Record) bool {
+	active := map[manifest.ComponentKind][]string{}
+	for kind, a := range e.o.Live {
+		inv, ok := a.(LiveInventory)
+		if !ok {
+			continue
+		}
+		names, err := inv.ActiveComponents()
+		if err != nil {
+			e.log.Warn("live components in force unknown", "kind", kind.String(), "err", err)
+			continue
+		}
+		active[kind] = names
+	}
+	n := len(rec.Live)
+	rec.Live = slices.DeleteFunc(rec.Live, func(l journal.Live) bool {
+		names, ok := active[l.Component.Kind]
+		if ok && !slices.Contains(names, l.Component.Name) {
+			e.log.Info("live component no longer in force; dropped from the record", "component", l.Component.Name, "release", l.Release)
+			return true
+		}
+		return false
+	})
+	return len(rec.Live) != n
 }
 
 // liveRolledBack ends a live update whose health checks failed.

@@ -22,7 +22,7 @@ import (
 
 // liveRelease publishes release name with kernel patches (by component
 // name), optionally a userspace patch "up" and a fallback image.
-func liveRelease(t *testing.T, g *rig, name string, seq uint64, kernel []string, user, image bool) map[string][]byte {
+func liveRelease(t *testing.T, g *rig, name string, seq uint64, kernel []string, user, image bool, edit ...func(*manifest.Manifest)) map[string][]byte {
 	t.Helper()
 	files := map[string][]byte{}
 	add := func(target string, b []byte) []byte {
@@ -54,6 +54,9 @@ func liveRelease(t *testing.T, g *rig, name string, seq uint64, kernel []string,
 		m.Components = append(m.Components, manifest.Component{Kind: manifest.KindUserPatch, Name: "up", UserPatch: &manifest.UserPatch{
 			Soname: "libc.so.6", Fallback: fallback,
 			Bundles: []manifest.PatchBundle{{BuildID: []byte("buildid-0123"), Target: target, SHA256: sum}}}})
+	}
+	for _, f := range edit {
+		f(m)
 	}
 	raw, err := m.Encode()
 	if err != nil {
@@ -282,4 +285,58 @@ func TestLiveNowImageLater(t *testing.T) {
 	if err := g.engine.InstallDeferred(context.Background()); err != nil {
 		t.Errorf("InstallDeferred with nothing deferred = %v", err)
 	}
+}
+
+// TestLiveRecordFollowsTheKernel: which earlier kernel patches a new one
+// replaced is what the kernel did, not the manifest's replace flag. A
+// patch that stacked although its manifest said replace leaves the
+// earlier one recorded; one that replaced although its manifest did not
+// say so drops it; and at the next start the record follows the kernel.
+func TestLiveRecordFollowsTheKernel(t *testing.T) {
+	tests := []struct {
+		name                   string
+		manifestSays, replaces bool
+		want                   []string
+	}{
+		{"stacked although the manifest said replace", true, false, []string{"kp1", "kp2"}},
+		{"replaced although the manifest did not say so", false, true, []string{"kp2"}},
+		{"stacked as the manifest said", false, false, []string{"kp1", "kp2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, a := liveRig(t, engine.PolicyLiveFirst, manifest.KindKernelPatch)
+			a.Replaces = map[string]bool{"kp2": tt.replaces}
+			liveRelease(t, g, "v2", 2, []string{"kp1"}, false, false)
+			if err := g.install("v2"); err != nil {
+				t.Fatal(err)
+			}
+			liveRelease(t, g, "v3", 3, []string{"kp2"}, false, false, func(m *manifest.Manifest) {
+				m.Components[0].KernelPatch.Replace = tt.manifestSays
+			})
+			if err := g.install("v3"); err != nil {
+				t.Fatal(err)
+			}
+			if got := liveNames(g); !slices.Equal(got, tt.want) {
+				t.Errorf("journal's live components %v, want %v (the kernel has %v)", got, tt.want, a.Active)
+			}
+			// The kernel loses kp1 (say it was reverted by hand): the
+			// next start follows.
+			a.Revert(t.Context(), &manifest.Component{Name: "kp1"})
+			g.start()
+			if err := g.engine.Resume(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if got := liveNames(g); !slices.Equal(got, []string{"kp2"}) {
+				t.Errorf("after a start, journal's live components %v, want [kp2]", got)
+			}
+		})
+	}
+}
+
+func liveNames(g *rig) []string {
+	var out []string
+	for _, l := range g.journal.Record().Live {
+		out = append(out, l.Component.Name)
+	}
+	return out
 }

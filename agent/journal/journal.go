@@ -69,6 +69,10 @@ type Update struct {
 	Reason         string    `json:"reason,omitempty"`  // why a revert is under way
 	Tries          int       `json:"tries,omitempty"`   // tries of the new slot that ended without a verdict
 	Started        time.Time `json:"started"`
+	// The notice that started the update: its fleet-issued ID and the
+	// fleet's time (never compared with this device's clock).
+	NoticeID   string `json:"notice_id,omitempty"`
+	NoticeTime int64  `json:"notice_time,omitempty"`
 
 	// Image is the image component the A/B path installs; "" means the
 	// first image of the manifest that fits the board.
@@ -115,7 +119,11 @@ type Outcome struct {
 	State    string    `json:"state"` // committed, rolled-back, failed, refused
 	Path     string    `json:"path,omitempty"`
 	Reason   string    `json:"reason,omitempty"`
-	Time     time.Time `json:"time"`
+	Time     time.Time `json:"time"` // this device's clock: for people, never for decisions
+	// The notice the update came from (Update.NoticeID, NoticeTime): a
+	// failed release is tried again for another notice only.
+	NoticeID   string `json:"notice_id,omitempty"`
+	NoticeTime int64  `json:"notice_time,omitempty"`
 }
 
 // Record is the whole state of the agent.

@@ -40,12 +40,15 @@ type Applier struct {
 
 // Active is one patch the Applier loaded and keeps loaded.
 type Active struct {
-	Name      string    `json:"name"`      // the livepatch name (sysfs)
-	Component string    `json:"component"` // manifest component name
-	Release   string    `json:"release"`   // kernel release it is for
-	SHA256    []byte    `json:"sha256"`    // of the module
-	Replace   bool      `json:"replace,omitempty"`
-	Loaded    time.Time `json:"loaded"`
+	Name      string   `json:"name"`             // the livepatch name (sysfs)
+	Component string   `json:"component"`        // manifest component name
+	Release   string   `json:"release"`          // kernel release it is for
+	SHA256    []byte   `json:"sha256"`           // of the module
+	Params    []string `json:"params,omitempty"` // module parameters it was loaded with
+	// Replaced names the patches the kernel replaced when it loaded this
+	// one (read from sysfs, not taken from the manifest's replace flag).
+	Replaced []string  `json:"replaced,omitempty"`
+	Loaded   time.Time `json:"loaded"`
 }
 
 type applierState struct {
@@ -163,7 +166,7 @@ func (a *Applier) Apply(ctx context.Context, c *manifest.Component, files map[st
 			return "", fmt.Errorf("%w: patch %s is enabled, but not from this module", ErrLoaded, kp.Name)
 		}
 		state = slices.DeleteFunc(state, func(p Active) bool { return p.Name == kp.Name })
-		state = append(state, Active{Name: kp.Name, Component: c.Name, Release: kp.Release, SHA256: kp.SHA256, Replace: kp.Replace, Loaded: time.Now().UTC()})
+		state = append(state, Active{Name: kp.Name, Component: c.Name, Release: kp.Release, SHA256: kp.SHA256, Params: kp.Params, Loaded: time.Now().UTC()})
 		if err := a.save(state); err != nil {
 			return "", err
 		}
@@ -177,7 +180,7 @@ func (a *Applier) Apply(ctx context.Context, c *manifest.Component, files map[st
 	if err := atomicfile.WriteFile(a.modulePath(kp.Name), module, 0o600); err != nil {
 		return "", fmt.Errorf("klp: keep module: %w", err)
 	}
-	res, err := a.sys.Load(ctx, module, LoadOptions{Name: kp.Name, Release: kp.Release, Deadline: a.deadline})
+	res, err := a.sys.Load(ctx, module, LoadOptions{Name: kp.Name, Release: kp.Release, Deadline: a.deadline, Params: kp.Params})
 	if err != nil {
 		if !slices.ContainsFunc(state, func(p Active) bool { return p.Name == kp.Name }) {
 			os.Remove(a.modulePath(kp.Name))
@@ -187,20 +190,33 @@ func (a *Applier) Apply(ctx context.Context, c *manifest.Component, files map[st
 	if a.OnLoad != nil {
 		a.OnLoad(res)
 	}
+	// What the kernel did decides what is kept: the patches it replaced
+	// go (whatever the manifest's replace flag said), the ones it stacked
+	// on stay.
 	state = slices.DeleteFunc(state, func(p Active) bool {
 		return p.Name == kp.Name || slices.Contains(res.Replaced, p.Name)
 	})
 	for _, r := range res.Replaced {
 		os.Remove(a.modulePath(r))
 	}
-	state = append(state, Active{Name: kp.Name, Component: c.Name, Release: kp.Release, SHA256: kp.SHA256, Replace: kp.Replace, Loaded: time.Now().UTC()})
+	state = append(state, Active{Name: kp.Name, Component: c.Name, Release: kp.Release, SHA256: kp.SHA256, Params: kp.Params, Replaced: res.Replaced, Loaded: time.Now().UTC()})
 	if err := a.save(state); err != nil {
 		return "", err
 	}
-	summary := fmt.Sprintf("kernel live patch %s enabled on %s (agent %v, kernel transition %v)",
-		kp.Name, kp.Release, res.LoadTime.Round(time.Microsecond), res.TransitionTime.Round(time.Millisecond))
-	if len(res.Replaced) > 0 {
+	summary := fmt.Sprintf("kernel live patch %s enabled on %s (finit_module %v, sysfs wait %v",
+		kp.Name, kp.Release, res.FinitTime.Round(time.Microsecond), res.SysfsWait.Round(time.Microsecond))
+	if res.KernelTransition > 0 {
+		summary += fmt.Sprintf(", kernel transition %v", res.KernelTransition)
+		if res.DoneInInit {
+			summary += " inside module init"
+		}
+	}
+	summary += ")"
+	switch {
+	case len(res.Replaced) > 0:
 		summary += fmt.Sprintf(", replaced %v", res.Replaced)
+	case kp.Replace && len(state) > 1:
+		summary += ", stacked (the manifest said replace; the kernel kept the earlier patches)"
 	}
 	return summary, nil
 }
@@ -274,7 +290,7 @@ func (a *Applier) Restore(ctx context.Context) ([]Restored, error) {
 			}
 			var res *Result
 			if err == nil {
-				res, err = a.sys.Load(ctx, module, LoadOptions{Name: p.Name, Release: p.Release, Deadline: a.deadline})
+				res, err = a.sys.Load(ctx, module, LoadOptions{Name: p.Name, Release: p.Release, Deadline: a.deadline, Params: p.Params})
 			}
 			if err != nil {
 				r.Dropped = fmt.Sprintf("reload failed: %v", err)
@@ -284,6 +300,15 @@ func (a *Applier) Restore(ctx context.Context) ([]Restored, error) {
 				a.OnLoad(res)
 			}
 			r.Reloaded = true
+			// A patch reloaded after the one it replaced (the order
+			// the kernel last saw them in) replaces it again.
+			for _, gone := range res.Replaced {
+				keep = slices.DeleteFunc(keep, func(k Active) bool { return k.Name == gone })
+				if i := slices.IndexFunc(out, func(o Restored) bool { return o.Name == gone }); i >= 0 {
+					out[i].Reloaded, out[i].Dropped = false, "replaced by "+p.Name
+				}
+				os.Remove(a.modulePath(gone))
+			}
 			keep = append(keep, p)
 		}
 		if r.Dropped != "" {
@@ -300,11 +325,30 @@ func (a *Applier) Restore(ctx context.Context) ([]Restored, error) {
 	return out, nil
 }
 
+// ActiveComponents names the components whose patches the kernel has
+// enabled now (/sys/kernel/livepatch), by the Applier's own account of
+// what it loaded for which component. The update engine follows it
+// rather than a manifest's replace flag (engine.LiveInventory).
+func (a *Applier) ActiveComponents() ([]string, error) {
+	ps, err := a.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range ps {
+		if p.Enabled && p.Component != "" && !slices.Contains(out, p.Component) {
+			out = append(out, p.Component)
+		}
+	}
+	return out, nil
+}
+
 // Loaded is one patch of List: what sysfs shows, with what the Applier
 // knows of it.
 type Loaded struct {
 	Patch
-	Component string // "" for a patch graft did not load
+	Component string   // "" for a patch graft did not load
+	Params    []string // module parameters graft loaded it with
 }
 
 // List returns the patches in /sys/kernel/livepatch, each with the
@@ -326,7 +370,7 @@ func (a *Applier) List() ([]Loaded, error) {
 	for i, p := range ps {
 		out[i] = Loaded{Patch: p}
 		if j := slices.IndexFunc(state, func(s Active) bool { return s.Name == p.Name }); j >= 0 {
-			out[i].Component = state[j].Component
+			out[i].Component, out[i].Params = state[j].Component, state[j].Params
 		}
 	}
 	return out, nil

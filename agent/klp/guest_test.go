@@ -141,7 +141,7 @@ func TestGuest(t *testing.T) {
 		"stall": func(t *testing.T) {
 			// The target module goes in as it is (the agent loads only
 			// live patches).
-			if err := loadModule(modStall, kos[modStall]); err != nil {
+			if err := loadModule(modStall, kos[modStall], ""); err != nil {
 				t.Fatalf("loading %s: %v", modStall, err)
 			}
 			t.Cleanup(func() {
@@ -198,7 +198,8 @@ func readFile(t *testing.T, p string) string {
 
 func logTimes(t *testing.T, r *Result) {
 	t.Helper()
-	t.Logf("klp-times: %s load=%v transition=%v replaced=%v", r.Name, r.LoadTime, r.TransitionTime, r.Replaced)
+	t.Logf("klp-times: %s checks=%v finit_module=%v sysfs_wait=%v kernel_transition=%v done_in_init=%v replaced=%v",
+		r.Name, r.CheckTime, r.FinitTime, r.SysfsWait, r.KernelTransition, r.DoneInInit, r.Replaced)
 }
 
 // wantPatches checks List against want (in order).

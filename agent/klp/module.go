@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Errors of the checks. Each is wrapped with the detail a status report
@@ -306,6 +308,50 @@ func kmsgMessage(rec []byte) (string, bool) {
 		msg = msg[:i]
 	}
 	return string(msg), true
+}
+
+// kmsgRecord is one kernel log record: its timestamp (microseconds since
+// boot, the kernel's own clock) and its message.
+type kmsgRecord struct {
+	usec int64
+	msg  string
+}
+
+// parseKmsg reads one /dev/kmsg record's timestamp and message.
+func parseKmsg(rec []byte) (kmsgRecord, bool) {
+	msg, ok := kmsgMessage(rec)
+	if !ok {
+		return kmsgRecord{}, false
+	}
+	head, _, _ := bytes.Cut(rec, []byte{';'})
+	fields := strings.Split(string(head), ",")
+	r := kmsgRecord{msg: msg}
+	if len(fields) >= 3 {
+		if v, err := strconv.ParseInt(fields[2], 10, 64); err == nil && v >= 0 {
+			r.usec = v
+		}
+	}
+	return r, true
+}
+
+// kernelTransition reads how long the kernel took to enable patch name
+// from its log: from "livepatch: enabling patch 'NAME'" to "livepatch:
+// 'NAME': patching complete", and the timestamp (microseconds since boot,
+// the log's clock) of the completion. ok is false when either is missing.
+func kernelTransition(recs []kmsgRecord, name string) (took time.Duration, doneUsec int64, ok bool) {
+	start, end := int64(-1), int64(-1)
+	for _, r := range recs {
+		switch {
+		case strings.Contains(r.msg, "enabling patch '"+name+"'"):
+			start = r.usec
+		case start >= 0 && strings.Contains(r.msg, "'"+name+"': patching complete"):
+			end = r.usec
+		}
+	}
+	if start < 0 || end < start {
+		return 0, 0, false
+	}
+	return time.Duration(end-start) * time.Microsecond, end, true
 }
 
 // parseSysfsBool reads a livepatch sysfs attribute ("0\n" or "1\n").

@@ -11,7 +11,7 @@ import (
 // loadModule hands b to the kernel: written to a memfd (so the kernel
 // reads exactly these bytes, from nothing another process can write) and
 // loaded with finit_module.
-func loadModule(name string, b []byte) error {
+func loadModule(name string, b []byte, params string) error {
 	fd, err := unix.MemfdCreate("graft-klp-"+name, unix.MFD_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("memfd_create: %w", err)
@@ -22,7 +22,7 @@ func loadModule(name string, b []byte) error {
 		return fmt.Errorf("write memfd: %w", err)
 	}
 	for {
-		err = unix.FinitModule(int(f.Fd()), "", 0)
+		err = unix.FinitModule(int(f.Fd()), params, 0)
 		if !errors.Is(err, unix.EINTR) {
 			return err
 		}
@@ -71,10 +71,19 @@ func openKmsg(path string) (*kmsgReader, error) {
 
 // read returns the messages logged since the last read (or the open).
 func (r *kmsgReader) read() []string {
+	var lines []string
+	for _, rec := range r.records() {
+		lines = append(lines, rec.msg)
+	}
+	return lines
+}
+
+// records returns the records logged since the last read (or the open).
+func (r *kmsgReader) records() []kmsgRecord {
 	if r == nil {
 		return nil
 	}
-	var lines []string
+	var lines []kmsgRecord
 	buf := make([]byte, 8192) // one record per read; the kernel's limit is smaller
 	for {
 		n, err := unix.Read(r.fd, buf)
@@ -84,7 +93,7 @@ func (r *kmsgReader) read() []string {
 		if err != nil || n <= 0 {
 			return lines
 		}
-		if m, ok := kmsgMessage(buf[:n]); ok {
+		if m, ok := parseKmsg(buf[:n]); ok {
 			lines = append(lines, m)
 		}
 	}
@@ -94,4 +103,14 @@ func (r *kmsgReader) close() {
 	if r != nil {
 		unix.Close(r.fd)
 	}
+}
+
+// monotonicUsec reads CLOCK_MONOTONIC in microseconds, the clock the
+// kernel log's timestamps are close to; 0 if it cannot.
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1000
 }

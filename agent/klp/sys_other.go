@@ -4,7 +4,7 @@ package klp
 
 import "fmt"
 
-func loadModule(string, []byte) error { return fmt.Errorf("%w: not Linux", ErrUnsupported) }
+func loadModule(string, []byte, string) error { return fmt.Errorf("%w: not Linux", ErrUnsupported) }
 
 func unloadModule(string) error { return fmt.Errorf("%w: not Linux", ErrUnsupported) }
 
@@ -18,4 +18,8 @@ func openKmsg(string) (*kmsgReader, error) { return nil, fmt.Errorf("%w: not Lin
 
 func (r *kmsgReader) read() []string { return nil }
 
+func (r *kmsgReader) records() []kmsgRecord { return nil }
+
 func (r *kmsgReader) close() {}
+
+func monotonicUsec() int64 { return 0 }

@@ -52,6 +52,36 @@ type System struct {
 	Logger   *slog.Logger     // nil discards
 	Now      func() time.Time // clock for the measured durations; nil means time.Now
 	Poll     time.Duration    // sysfs polling interval; 0 means 10 ms
+	// Modules loads and deletes modules; nil means the running kernel
+	// (memfd_create + finit_module, delete_module). Tests give the fake
+	// kernel of agent/klp/klptest, which keeps a fake sysfs in step.
+	Modules Modules
+}
+
+// Modules is the kernel's module loader as System uses it.
+type Modules interface {
+	// Load hands exactly these bytes to the kernel with the module
+	// parameters params ("" for none; "name=value name2=value2").
+	Load(name string, module []byte, params string) error
+	// Delete deletes the module without waiting for its users; an error
+	// for which retryUnload is true (EBUSY, EAGAIN) is retried.
+	Delete(name string) error
+}
+
+// kernelModules is the running kernel's module loader.
+type kernelModules struct{}
+
+func (kernelModules) Load(name string, module []byte, params string) error {
+	return loadModule(name, module, params)
+}
+
+func (kernelModules) Delete(name string) error { return unloadModule(name) }
+
+func (s *System) modules() Modules {
+	if s.Modules == nil {
+		return kernelModules{}
+	}
+	return s.Modules
 }
 
 // LoadOptions says what a Load expects.
@@ -59,21 +89,51 @@ type LoadOptions struct {
 	Name     string        // expected module name; "" accepts the module's own
 	Release  string        // kernel release the patch is for; "" means the module's vermagic release
 	Deadline time.Duration // for the transition (and for reversing it); 0 means DefaultDeadline
+	// Params are the module parameters handed to finit_module
+	// ("name=value" each; checked by manifest.CheckModuleParams).
+	Params []string
 }
 
-// Result is a completed Load.
+// Result is a completed Load, with what each part of it took. The
+// kernel enables the patch inside the module's init, which runs in
+// finit_module; on a quiet 6.1 kernel the whole consistency-model
+// transition usually completes there too, so SysfsWait is often 0.
 type Result struct {
 	Name string
-	// LoadTime is the agent's own time: from the verified bytes to
-	// finit_module returning with the patch enabled.
-	LoadTime time.Duration
-	// TransitionTime is the kernel's: from finit_module returning to
-	// /sys/kernel/livepatch/<name>/transition reading 0.
-	TransitionTime time.Duration
-	// Replaced names the patches this one replaced (atomic replace); their
-	// modules have been unloaded.
+	// CheckTime: the agent's checks, from the verified bytes to the
+	// finit_module call (parse .modinfo, release and vermagic, sysfs).
+	CheckTime time.Duration
+	// FinitTime: the finit_module call, as the agent times it: the
+	// kernel relocates the module, runs its init (klp_enable_patch),
+	// and returns.
+	FinitTime time.Duration
+	// SysfsWait: from finit_module returning to the agent first reading
+	// /sys/kernel/livepatch/<name>/transition as 0 (polled every
+	// System.Poll).
+	SysfsWait time.Duration
+	// KernelTransition: the kernel's own account, from its log
+	// timestamps: from "enabling patch" to "patching complete". 0 when
+	// the kernel log is unreadable or lacks either line.
+	KernelTransition time.Duration
+	// DoneInInit: the kernel logged "patching complete" before
+	// finit_module returned (the log's clock against CLOCK_MONOTONIC read
+	// as it returned): the transition completed inside module init, and
+	// SysfsWait only measures the agent reading sysfs. False also when
+	// the log does not say.
+	DoneInInit bool
+	// Replaced names the patches that were enabled before this Load and
+	// are not after it: the kernel replaced them (the module was built
+	// with .replace = true, whatever a manifest said). Their modules have
+	// been unloaded.
 	Replaced []string
+	// Enabled names every patch enabled in sysfs after the Load, this one
+	// included: what the kernel runs now.
+	Enabled []string
 }
+
+// Total is the agent's whole time for the Load: checks, finit_module
+// and the wait for sysfs.
+func (r *Result) Total() time.Duration { return r.CheckTime + r.FinitTime + r.SysfsWait }
 
 // Patch is one entry of /sys/kernel/livepatch.
 type Patch struct {
@@ -244,14 +304,15 @@ func (s *System) Load(ctx context.Context, module []byte, opts LoadOptions) (*Re
 
 	kmsg := s.openKmsg(log)
 	defer kmsg.close()
-	if err := loadModule(name, module); err != nil {
+	called := s.now()
+	if err := s.modules().Load(name, module, strings.Join(opts.Params, " ")); err != nil {
 		lines := kmsg.read()
 		log.Error("finit_module failed", "err", err, "kernel_log", lines)
 		return nil, fmt.Errorf("%w: finit_module %s: %w; kernel log: %s", ErrLoad, name, err, quoteLines(lines))
 	}
-	loaded := s.now()
-	res := &Result{Name: name, LoadTime: loaded.Sub(start)}
-	log.Info("module loaded", "load_time", res.LoadTime)
+	loaded, loadedMono := s.now(), monotonicUsec()
+	res := &Result{Name: name, CheckTime: called.Sub(start), FinitTime: loaded.Sub(called)}
+	log.Info("module loaded", "finit_module", res.FinitTime, "params", opts.Params)
 
 	done, werr := s.waitTransition(ctx, name, deadline, false)
 	if errors.Is(werr, ErrNotLoaded) {
@@ -273,8 +334,13 @@ func (s *System) Load(ctx context.Context, module []byte, opts LoadOptions) (*Re
 		}
 		return nil, fmt.Errorf("%w; reversed and unloaded; kernel log: %s", cause, quoteLines(lines))
 	}
-	res.TransitionTime = s.now().Sub(loaded)
-	log.Info("patch enabled", "load_time", res.LoadTime, "transition_time", res.TransitionTime)
+	res.SysfsWait = s.now().Sub(loaded)
+	if took, done, ok := kernelTransition(kmsg.records(), name); ok {
+		res.KernelTransition = took
+		res.DoneInInit = loadedMono > 0 && done <= loadedMono
+	}
+	log.Info("patch enabled", "checks", res.CheckTime, "finit_module", res.FinitTime,
+		"sysfs_wait", res.SysfsWait, "kernel_transition", res.KernelTransition, "done_in_init", res.DoneInInit)
 
 	for _, old := range before {
 		if !old.Enabled {
@@ -294,6 +360,15 @@ func (s *System) Load(ctx context.Context, module []byte, opts LoadOptions) (*Re
 		}
 		log.Info("replaced patch unloaded", "replaced", old.Name)
 		res.Replaced = append(res.Replaced, old.Name)
+	}
+	after, err := s.List()
+	if err != nil {
+		return res, err
+	}
+	for _, p := range after {
+		if p.Enabled {
+			res.Enabled = append(res.Enabled, p.Name)
+		}
 	}
 	return res, nil
 }
@@ -407,7 +482,7 @@ func (s *System) unload(ctx context.Context, name string, deadline time.Duration
 		if _, err := os.Stat(filepath.Join(s.lpDir(), name)); err == nil {
 			return false, nil
 		}
-		last = unloadModule(name)
+		last = s.modules().Delete(name)
 		if last == nil || !retryUnload(last) {
 			return true, nil
 		}
@@ -435,7 +510,7 @@ func (s *System) Unload(name string) error {
 	if !validName(name) {
 		return fmt.Errorf("%w: %q", ErrUnload, name)
 	}
-	if err := unloadModule(name); err != nil {
+	if err := s.modules().Delete(name); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrUnload, name, err)
 	}
 	return nil

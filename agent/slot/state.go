@@ -239,3 +239,39 @@ func (s State) Select(attempts int) (slot string, next State, reset bool) {
 	}
 	return "", next, true
 }
+
+// Refill sets slot's counter to attempts (clamped to 1..MaxAttempts)
+// and leaves the order alone: the running slot keeps its attempts at
+// every start while an update is in flight, without undoing a try the
+// update armed. A slot outside the group leaves the state unchanged.
+func (s State) Refill(slot string, attempts int) State {
+	next := s.clone()
+	if s.Has(slot) {
+		next.Left[slot] = clampAttempts(attempts)
+	}
+	return next
+}
+
+// MarkNonBootable takes slot out of BOOT_ORDER and sets its counter to 0,
+// as RAUC does before it writes a slot: no fallback and no counter reset
+// boots a slot that is being written. MarkTry puts it back. A slot
+// outside the group, or the only slot in the order, leaves the state
+// unchanged.
+func (s State) MarkNonBootable(slot string) State {
+	next := s.clone()
+	if !s.Has(slot) {
+		return next
+	}
+	order := slices.DeleteFunc(slices.Clone(next.Order), func(x string) bool { return x == slot })
+	if len(order) == 0 {
+		return next
+	}
+	next.Order, next.Left[slot] = order, 0
+	return next
+}
+
+// Bootable reports whether the bootloader may still pick slot: it is in
+// the order with attempts left.
+func (s State) Bootable(slot string) bool {
+	return slices.Contains(s.Order, slot) && s.Left[slot] > 0
+}

@@ -400,3 +400,30 @@ func FuzzParseState(f *testing.F) {
 		}
 	})
 }
+
+func TestRefillAndMarkNonBootable(t *testing.T) {
+	s0 := slot.State{Order: []string{"B", "A"}, Left: map[string]int{"A": 0, "B": 1}}
+	r := s0.Refill("A", slot.DefaultAttempts)
+	if strings.Join(r.Order, " ") != "B A" || r.Left["A"] != 3 || r.Left["B"] != 1 || s0.Left["A"] != 0 {
+		t.Errorf("Refill(A) = %v (from %v): want A=3, order and B unchanged, receiver untouched", r, s0)
+	}
+	n := s0.MarkNonBootable("B")
+	if strings.Join(n.Order, " ") != "A" || n.Left["B"] != 0 || n.Bootable("B") {
+		t.Errorf("MarkNonBootable(B) = %v: want B out of the order with 0", n)
+	}
+	// The bootloader's reset refills counters but keeps the order: B
+	// stays out.
+	for range 10 {
+		got, next, reset := n.Select(slot.DefaultAttempts)
+		if !reset && got != "A" {
+			t.Fatalf("Select chose %s, want only A", got)
+		}
+		n = next
+	}
+	if only := (slot.State{Order: []string{"A"}, Left: map[string]int{"A": 3, "B": 3}}).MarkNonBootable("A"); strings.Join(only.Order, " ") != "A" {
+		t.Errorf("MarkNonBootable of the only slot in the order = %v, want unchanged", only)
+	}
+	if u := s0.Refill("C", 3); len(u.Left) != 2 {
+		t.Errorf("Refill of an unknown slot = %v", u)
+	}
+}

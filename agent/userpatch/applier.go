@@ -142,19 +142,29 @@ func (a *Applier) Check(ctx context.Context, c *manifest.Component) error {
 			continue
 		}
 		for _, m := range maps {
-			if m.Inode == 0 || m.Offset != 0 || filepath.Base(strings.TrimSuffix(m.Path, " (deleted)")) != u.Soname {
+			if m.Inode == 0 || m.Offset != 0 {
 				continue
 			}
-			id, err := globalIDs.buildID(pid, m, fileKey{m.Dev, m.Inode})
-			if err != nil {
+			inf, err := globalIDs.info(pid, m, fileKey{m.Dev, m.Inode})
+			if err != nil || mappedSoname(m, inf) != u.Soname {
 				continue
 			}
-			if !have[string(id)] {
-				return fmt.Errorf("process %d maps %s build %x, which no bundle of %s is for", pid, u.Soname, id, c.Name)
+			if !have[string(inf.buildID)] {
+				return fmt.Errorf("process %d maps %s build %x (%s), which no bundle of %s is for", pid, u.Soname, inf.buildID, m.Path, c.Name)
 			}
 		}
 	}
 	return nil
+}
+
+// mappedSoname is the soname of the library a mapping maps: its
+// DT_SONAME (the file libfoo.so.1.2.3 is libfoo.so.1), or the file's
+// base name for an ELF without one.
+func mappedSoname(m Mapping, inf elfID) string {
+	if inf.soname != "" {
+		return inf.soname
+	}
+	return filepath.Base(strings.TrimSuffix(m.Path, " (deleted)"))
 }
 
 // Apply makes every bundle of c active: each is decoded from its verified

@@ -193,6 +193,9 @@ type ElfInfo struct {
 	BuildID  []byte
 	Machine  elf.Machine
 	LoadBase uint64 // page-aligned vaddr of the first PT_LOAD
+	// Soname is the DT_SONAME of a shared library ("libfoo.so.1" for the
+	// file libfoo.so.1.2.3); "" when it has none.
+	Soname string
 }
 
 // ReadElfInfo reads the GNU build ID, machine and first load address of
@@ -205,6 +208,9 @@ func ReadElfInfo(r io.ReaderAt) (ElfInfo, error) {
 	}
 	defer f.Close()
 	inf.Machine = f.Machine
+	if names, err := f.DynString(elf.DT_SONAME); err == nil && len(names) > 0 {
+		inf.Soname = names[0]
+	}
 	first := true
 	for _, p := range f.Progs {
 		switch p.Type {

@@ -44,7 +44,7 @@ const (
 
 var (
 	reCmdline  = regexp.MustCompile(`klp-guest: cmdline: (.*)$`)
-	reKLPTimes = regexp.MustCompile(`msg="patch enabled".*patch=(\S+).*load_time=(\S+) transition_time=(\S+)`)
+	reKLPTimes = regexp.MustCompile(`msg="patch enabled".*patch=(\S+).*checks=(\S+) finit_module=(\S+) sysfs_wait=(\S+) kernel_transition=(\S+) done_in_init=(\S+)`)
 )
 
 // TestKLPAgentGuest is the guest side of TestKLPAgentAMD64: inside the
@@ -270,11 +270,14 @@ func (g *amd64Guest) boot(ctx context.Context, t *testing.T, booted string, con 
 //  1. bad input — a module without livepatch=Y, a patch for another
 //     kernel, a file that is no module — is refused, nothing loaded;
 //  2. graft_klp_a goes live: /proc/cmdline changes;
-//  3. graft_klp_b, cumulative, replaces it;
-//  4. graft_klp_a again with graft_klp_stall: a applies (stacked on b),
-//     the stall hits the transition deadline and is reversed, a is
-//     reverted, and the engine falls back to the image: slot B written,
-//     the try armed in grubenv, reboot;
+//  3. graft_klp_b, cumulative, replaces it; then graft_klp_a again,
+//     its manifest claiming replace: the kernel stacks it on b (the
+//     module has no .replace), and the agent says so instead of
+//     believing the manifest;
+//  4. graft_klp_a again with graft_klp_stall: a is found applied
+//     (stacked on b), the stall hits the transition deadline and is
+//     reversed, a is reverted, and the engine falls back to the image:
+//     slot B written, the try armed in grubenv, reboot;
 //  5. the test plays GRUB and boots slot B with the same kernel: the
 //     agent reloads graft_klp_b and commits the image.
 func TestKLPAgentAMD64(t *testing.T) {
@@ -408,6 +411,19 @@ func TestKLPAgentAMD64(t *testing.T) {
 	// 2. and 3.
 	at := live("v5", "graft-klp-a:", con.len(), kpatch{mods[klpA], klpA, k.Release, false})
 	at = live("v6", "graft-klp-b:", at, kpatch{mods[klpB], klpB, k.Release, true})
+	// 3b. What the kernel did, not the manifest: a again, its manifest
+	// claiming replace, but the module was not built with .replace: the
+	// kernel stacks it on b, and the agent records and reports that.
+	live("v6b", "graft-klp-a:", at, kpatch{mods[klpA], klpA, k.Release, true})
+	for rel, want := range map[string]string{"v6": "replaced [graft_klp_a]", "v6b": "stacked (the manifest said replace"} {
+		found := false
+		for _, s := range w.fleet.Of(id) {
+			found = found || s.Release == rel && s.State == transport.StateCommitted && strings.Contains(s.Reason, want)
+		}
+		if !found {
+			fail("%s: no committed status saying %q (what the kernel did)", rel, want)
+		}
+	}
 
 	// 4. a stacks on b, the stall is reversed, a reverted: the image.
 	seq++
@@ -471,7 +487,17 @@ func TestKLPAgentAMD64(t *testing.T) {
 	t.Logf("rebooted into slot B, same kernel: graft_klp_b reloaded, v7 committed; whole scenario %.1f s", time.Since(start).Seconds())
 	times = append(times, reKLPTimes.FindAllStringSubmatch(con2.text(), -1)...)
 	for _, m := range times {
-		t.Logf("klp-bench: %s agent load %s (verified bytes → finit_module returned, enabled), kernel transition %s", m[1], m[2], m[3])
+		kt := m[5] + " (enabling → patching complete)"
+		switch {
+		case m[5] == "0s":
+			kt = "not in the kernel log"
+		case m[6] == "true":
+			kt += ", complete before finit_module returned (inside module init)"
+		default:
+			kt += ", complete after finit_module returned"
+		}
+		t.Logf("klp-bench: %s agent checks %s; finit_module %s; sysfs read as done %s after finit_module returned; kernel transition by its log %s",
+			m[1], m[2], m[3], m[4], kt)
 	}
 	vmstop()
 	<-done

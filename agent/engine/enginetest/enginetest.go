@@ -28,6 +28,17 @@ type Applier struct {
 	Calls []string
 	// Seen holds the bytes of every file Apply was given, by target name.
 	Seen map[string][]byte
+	// Replaces, by component name, makes an Apply of that component
+	// take every other component out of Active, as a kernel patch built
+	// with .replace = true does whatever its manifest says.
+	Replaces map[string]bool
+}
+
+// ActiveComponents returns Active (engine.LiveInventory).
+func (a *Applier) ActiveComponents() ([]string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.Active), nil
 }
 
 // Check fails with CheckErr[c.Name].
@@ -63,6 +74,9 @@ func (a *Applier) Apply(ctx context.Context, c *manifest.Component, files map[st
 	}
 	if err := a.ApplyErr[c.Name]; err != nil {
 		return "", err
+	}
+	if a.Replaces[c.Name] {
+		a.Active = nil
 	}
 	if !slices.Contains(a.Active, c.Name) {
 		a.Active = append(a.Active, c.Name)

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"flag"
 	"fmt"
 
@@ -40,7 +42,7 @@ func notifyCmd() command {
 					}
 					topic = transport.GroupNotifyTopic(*group)
 				}
-				n := transport.Notice{Release: args[0], Manifest: *target, Sequence: *seq, Time: e.now().UnixMilli()}
+				n := transport.Notice{Release: args[0], Manifest: *target, Sequence: *seq, Time: e.now().UnixMilli(), ID: noticeID()}
 				if n.Manifest == "" {
 					n.Manifest = release.ManifestTarget(n.Release)
 				}
@@ -59,7 +61,7 @@ func notifyCmd() command {
 				e.log.Debug("notice published", "topic", topic, "release", n.Release)
 				if *asJSON {
 					return writeJSON(e.stdout, map[string]any{
-						"topic": topic, "release": n.Release, "manifest": n.Manifest, "sequence": n.Sequence, "time_ms": n.Time,
+						"topic": topic, "release": n.Release, "manifest": n.Manifest, "sequence": n.Sequence, "time_ms": n.Time, "notice_id": n.ID,
 					})
 				}
 				_, err = fmt.Fprintf(e.stdout, "notified %s: release %s (manifest %s)\n", topic, n.Release, n.Manifest)
@@ -67,4 +69,12 @@ func notifyCmd() command {
 			}
 		},
 	}
+}
+
+// noticeID is a new random ID for one notify: devices tell a re-notify
+// from a redelivery by it.
+func noticeID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

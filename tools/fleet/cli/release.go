@@ -34,6 +34,7 @@ func releaseAddCmd() command {
 			fs.StringVar(&live.kernelRelease, "kernel-release", "", "kernel `RELEASE` (uname -r) the --kernel-patch is built for")
 			fs.StringVar(&live.patchName, "patch-name", "", "livepatch `NAME` of the --kernel-patch (/sys/kernel/livepatch/NAME)")
 			fs.BoolVar(&live.replace, "replace", false, "the --kernel-patch is cumulative (atomic replace of earlier patches)")
+			fs.Var(&live.moduleParams, "module-param", "module parameter `NAME=VALUE` the --kernel-patch is loaded with (finit_module); repeat for more")
 			fs.Var(&live.userPatches, "user-patch", "userspace live-patch `BUNDLE` (repeatable: one per build of the library)")
 			fs.StringVar(&live.soname, "soname", "", "`SONAME` the --user-patch bundles patch, e.g. libc.so.6")
 			fs.StringVar(&spec.SlotGroup, "slot-group", release.DefaultSlotGroup, "slot `GROUP` the image is for")

@@ -14,6 +14,7 @@ import (
 type liveFlags struct {
 	kernelPatch, kernelRelease, patchName string
 	replace                               bool
+	moduleParams                          stringList
 	userPatches                           stringList
 	soname                                string
 }
@@ -26,8 +27,8 @@ func (l *liveFlags) check() error {
 		if l.kernelRelease == "" || l.patchName == "" {
 			return usagef("--kernel-patch needs --kernel-release and --patch-name")
 		}
-	} else if l.kernelRelease != "" || l.patchName != "" || l.replace {
-		return usagef("--kernel-release, --patch-name and --replace go with --kernel-patch")
+	} else if l.kernelRelease != "" || l.patchName != "" || l.replace || len(l.moduleParams) > 0 {
+		return usagef("--kernel-release, --patch-name, --replace and --module-param go with --kernel-patch")
 	}
 	if len(l.userPatches) > 0 && l.soname == "" {
 		return usagef("--user-patch needs --soname")
@@ -49,7 +50,7 @@ func (l *liveFlags) components(name, fallback string) ([]manifest.Component, []r
 			return nil, nil, err
 		}
 		c, t, err := release.KernelPatchComponent(name, release.KernelPatch{
-			Module: mod, KernelRelease: l.kernelRelease, PatchName: l.patchName, Replace: l.replace,
+			Module: mod, KernelRelease: l.kernelRelease, PatchName: l.patchName, Replace: l.replace, Params: l.moduleParams,
 		}, fallback)
 		if err != nil {
 			return nil, nil, err

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/graft-dev/graft/manifest"
@@ -47,7 +48,11 @@ func TestReleaseAddLive(t *testing.T) {
 		{"v2", []string{"--name", "v2", "--version", "2.0.0", "--sequence", "2", "--kernel-patch", ko, "--kernel-release", "6.1.0-50-amd64",
 			"--patch-name", "graft_klp_a", "--replace", "--user-patch", ulpPath, "--soname", "libc.so.6", "--image", img}, cli.ExitOK},
 		{"v3", []string{"--name", "v3", "--version", "3.0.0", "--sequence", "3", "--kernel-patch", ko, "--kernel-release", "6.1.0-50-amd64",
-			"--patch-name", "graft_klp_a"}, cli.ExitOK},
+			"--patch-name", "graft_klp_a", "--module-param", "replace=1", "--module-param", "debug"}, cli.ExitOK},
+		{"bad module parameter", []string{"--name", "v4", "--version", "4.0.0", "--sequence", "4", "--kernel-patch", ko, "--kernel-release", "6.1.0-50-amd64",
+			"--patch-name", "graft_klp_a", "--module-param", "a=b c"}, cli.ExitFailure},
+		{"module parameter without a kernel patch", []string{"--name", "v4", "--version", "4.0.0", "--sequence", "4", "--user-patch", ulpPath,
+			"--soname", "libc.so.6", "--module-param", "a=1"}, cli.ExitUsage},
 		{"no release", []string{"--name", "v4", "--version", "4.0.0", "--sequence", "4", "--kernel-patch", ko, "--patch-name", "p"}, cli.ExitUsage},
 		{"no soname", []string{"--name", "v4", "--version", "4.0.0", "--sequence", "4", "--user-patch", ulpPath}, cli.ExitUsage},
 		{"not a module", []string{"--name", "v4", "--version", "4.0.0", "--sequence", "4", "--kernel-patch", notModule,
@@ -84,7 +89,11 @@ func TestReleaseAddLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, err := manifest.Decode(data); err != nil || len(m.Images()) != 0 || m.Component("graft_klp_a").Fallback() != "" {
+	if m, err := manifest.Decode(data); err != nil || len(m.Images()) != 0 || m.Component("graft_klp_a").Fallback() != "" ||
+		!slices.Equal(m.Component("graft_klp_a").KernelPatch.Params, []string{"replace=1", "debug"}) {
 		t.Errorf("live-only release: %+v, %v", m, err)
+	}
+	if _, err := c.ReadTarget(t.Context(), "releases/v4/manifest.cbor", manifest.MaxSize); err == nil {
+		t.Error("a refused release was published")
 	}
 }

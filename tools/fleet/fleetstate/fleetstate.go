@@ -46,7 +46,8 @@ type Device struct {
 // row is a Device plus what the table needs to order events.
 type row struct {
 	Device
-	statusTime int64 // device time of the newest status applied
+	statusTime int64  // device time of the newest status applied
+	statusSeq  uint64 // device event counter of the newest status applied; 0: none counted
 }
 
 // Event is one decoded message.
@@ -79,8 +80,9 @@ func New(remember int) *Table {
 
 // Apply decodes a message that arrived on topic and folds it into the
 // table. fresh is false when the message changed nothing: a status whose
-// EventID was already applied, a status older (by device time) than the
-// one the row holds, or a cleared retained message. A malformed payload or
+// EventID was already applied, a status older than the one the row holds
+// (by the device's event counter, Status.Seq; by device time only when
+// neither carries one), or a cleared retained message. A malformed payload or
 // a foreign topic returns an error and leaves the table unchanged.
 func (t *Table) Apply(topic string, payload []byte) (ev Event, fresh bool, err error) {
 	device, kind, ok := transport.ParseDeviceTopic(topic)
@@ -133,10 +135,13 @@ func (t *Table) applyStatus(s transport.Status) bool {
 	}
 	t.remember1(s.EventID)
 	d := t.row(s.Device)
-	if s.Time != 0 && s.Time < d.statusTime {
+	if older(s, d) {
 		return false // an older event delivered late
 	}
 	d.statusTime = max(d.statusTime, s.Time)
+	if s.Seq != 0 {
+		d.statusSeq = s.Seq
+	}
 	d.State, d.Release, d.Sequence = s.State, s.Release, s.Sequence
 	d.Path, d.Reason, d.Done, d.Total = s.Path, s.Reason, s.Done, s.Total
 	d.EventID = s.EventID
@@ -151,6 +156,21 @@ func (t *Table) applyStatus(s transport.Status) bool {
 	}
 	d.Updated = max(d.Updated, s.Time)
 	return true
+}
+
+// older reports whether status s is older than the newest one row d
+// applied. The device's event counter decides; a device's clock is
+// trusted only between two statuses that both lack it (an older agent):
+// a board without an RTC reports 1970 after a power cut, and its
+// statuses from then on are newer all the same.
+func older(s transport.Status, d *row) bool {
+	switch {
+	case s.Seq != 0 && d.statusSeq != 0:
+		return s.Seq < d.statusSeq
+	case s.Seq != 0 || d.statusSeq != 0:
+		return false // one side uncounted: an agent up- or downgrade; take it
+	}
+	return s.Time != 0 && s.Time < d.statusTime
 }
 
 func (t *Table) applyTelemetry(tel transport.Telemetry) {

@@ -217,3 +217,34 @@ func equal(a, b fleetstate.Device) bool {
 	a.Online, b.Online = nil, nil
 	return a == b
 }
+
+// TestStatusOrderAcrossClocks: a device's statuses are ordered by its
+// event counter, never by its clock. A board without an RTC reports 1970
+// after a power cut: its later statuses still apply, and a late
+// redelivery of an earlier one (with a later clock) does not.
+func TestStatusOrderAcrossClocks(t *testing.T) {
+	const day = 24 * 3600 * 1000
+	before := transport.Status{EventID: "e1", Device: "d1", Seq: 41, Time: 1_796_000_000_000, State: transport.StateRebooting, Release: "v2"}
+	after := transport.Status{EventID: "e2", Device: "d1", Seq: 1025, Time: 7_000, State: transport.StateCommitted, Release: "v2", Installed: "v2"}
+	idle := transport.Status{EventID: "e3", Device: "d1", Seq: 1026, Time: day, State: transport.StateIdle, Installed: "v2"}
+	tb := fleetstate.New(0)
+	for i, s := range []transport.Status{before, after, idle, before} {
+		_, fresh, err := tb.Apply(transport.StatusTopic("d1"), status(t, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := i < 3; fresh != want {
+			t.Errorf("status %d (seq %d, time %d): fresh %v, want %v", i, s.Seq, s.Time, fresh, want)
+		}
+	}
+	if d, _ := tb.Get("d1"); d.State != transport.StateIdle || d.EventID != "e3" || d.Installed != "v2" {
+		t.Errorf("row %+v: want the device's newest status (idle, v2)", d)
+	}
+	// A late copy of an older event with the same clock reading is
+	// dropped too (e2 again under another event ID).
+	late := after
+	late.EventID, late.State = "e2b", transport.StateVerifying
+	if _, fresh, _ := tb.Apply(transport.StatusTopic("d1"), status(t, late)); fresh {
+		t.Error("an older event by the counter was applied")
+	}
+}

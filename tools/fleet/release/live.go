@@ -15,6 +15,9 @@ type KernelPatch struct {
 	KernelRelease string // uname -r of the kernel it is built for
 	PatchName     string // its livepatch name (/sys/kernel/livepatch/<name>); also the component name
 	Replace       bool   // an atomic-replace (cumulative) patch
+	// Params are module parameters given at load, "name=value" each
+	// (manifest.CheckModuleParams).
+	Params []string
 }
 
 // KernelPatchTarget is the TUF target name of a kernel patch module.
@@ -48,10 +51,17 @@ func KernelPatchComponent(name string, p KernelPatch, fallback string) (manifest
 	if !isRelocatable(p.Module) {
 		return manifest.Component{}, LiveTarget{}, fmt.Errorf("%w: kernel patch %s: not an ELF relocatable (a .ko)", ErrInvalidSpec, p.PatchName)
 	}
+	if err := manifest.CheckModuleParams("module parameters", p.Params); err != nil {
+		return manifest.Component{}, LiveTarget{}, fmt.Errorf("%w: kernel patch %s: %w", ErrInvalidSpec, p.PatchName, err)
+	}
+	var params []string
+	if len(p.Params) > 0 {
+		params = p.Params
+	}
 	sum := sha256.Sum256(p.Module)
 	t := LiveTarget{Name: KernelPatchTarget(name, p.PatchName), Data: p.Module}
 	return manifest.Component{Kind: manifest.KindKernelPatch, Name: p.PatchName, KernelPatch: &manifest.KernelPatch{
-		Target: t.Name, SHA256: sum[:], Release: p.KernelRelease, Name: p.PatchName, Replace: p.Replace, Fallback: fallback,
+		Target: t.Name, SHA256: sum[:], Release: p.KernelRelease, Name: p.PatchName, Replace: p.Replace, Fallback: fallback, Params: params,
 	}}, t, nil
 }
 
