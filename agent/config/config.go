@@ -40,6 +40,9 @@ const (
 	MaxTransitionTimeout = time.Hour
 	MaxFileSize          = 64 << 10
 	MaxLineLength        = 4096
+	MaxTelemetryInterval = 24 * time.Hour
+	MinTelemetryInterval = 10 * time.Second
+	MaxTelemetryQueue    = 10000
 )
 
 // Config is the agent's configuration. Parse and Load return it with
@@ -72,6 +75,13 @@ type Config struct {
 	// (and the engine falls back to the image). Default 60s.
 	TransitionTimeout time.Duration
 	LogLevel          string // [log] level, default info
+
+	// TelemetryInterval is [telemetry] interval: the mean time between
+	// two reports (each wait is jittered ±20%). Default 5m, 10s to 24h.
+	TelemetryInterval time.Duration
+	// TelemetryQueue is [telemetry] queue: how many reports wait while
+	// offline before the oldest are dropped. Default 100, 1 to 10000.
+	TelemetryQueue int
 }
 
 // Default returns the defaults; the required keys are empty.
@@ -85,6 +95,8 @@ func Default() Config {
 		Policy:            PolicyLiveFirst,
 		TransitionTimeout: 60 * time.Second,
 		LogLevel:          "info",
+		TelemetryInterval: 5 * time.Minute,
+		TelemetryQueue:    100,
 	}
 }
 

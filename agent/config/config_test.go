@@ -41,6 +41,8 @@ func TestLoadFull(t *testing.T) {
 		Maintenance:       Window{Start: 2 * time.Hour, End: 4 * time.Hour},
 		TransitionTimeout: 90 * time.Second,
 		LogLevel:          "debug",
+		TelemetryInterval: 2 * time.Minute,
+		TelemetryQueue:    50,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load\n got %+v\nwant %+v", c, want)
