@@ -236,7 +236,7 @@ func (d *demo) release(ctx context.Context, repo, name, version, seq, compress s
 
 // serve starts graft-fleet serve and reads the addresses it prints.
 func (d *demo) serve(ctx context.Context, repo string) error {
-	cmd := exec.CommandContext(ctx, d.bin("graft-fleet"), "serve", "--repo", repo, "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0", "--json")
+	cmd := exec.CommandContext(ctx, d.bin("graft-fleet"), "serve", "--repo", repo, "--db", filepath.Join(d.work, "fleet.db"), "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0", "--json")
 	cmd.Stderr = prefixWriter(d.out, "  fleet  │ ")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

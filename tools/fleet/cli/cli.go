@@ -52,6 +52,7 @@ func commands() []command {
 		releaseAddCmd(),
 		notifyCmd(),
 		statusCmd(),
+		devicesCmd(), historyCmd(),
 		serveCmd(),
 		patchBuildCmd(), patchShowCmd(),
 	}

@@ -6,8 +6,12 @@ import (
 	"fmt"
 
 	"github.com/graft-dev/graft/tools/fleet/serve"
+	"github.com/graft-dev/graft/tools/fleet/store"
 	"github.com/graft-dev/graft/tuf/repo"
 )
+
+// DefaultDB is the fleet's database file unless --db says otherwise.
+const DefaultDB = "fleet.db"
 
 func serveCmd() command {
 	return command{
@@ -18,6 +22,8 @@ func serveCmd() command {
 			mqttAddr := fs.String("mqtt", serve.DefaultMQTTAddr, "broker listen `ADDR` (port 0: any free port); the broker lets every client in")
 			httpAddr := fs.String("http", serve.DefaultHTTPAddr, "repository server listen `ADDR` (port 0: any free port)")
 			asJSON := fs.Bool("json", false, "print the bound addresses as one JSON object")
+			dbPath := fs.String("db", DefaultDB, "the fleet's database `FILE` (created if missing; serve is its one writer)")
+			retention := fs.Duration("retention", store.DefaultRetention, "keep status events this long (negative: forever)")
 			return func(ctx context.Context, args []string) error {
 				if err := wantArgs(args, 0, "no arguments"); err != nil {
 					return err
@@ -25,16 +31,25 @@ func serveCmd() command {
 				if err := requireFlag("repo", *dir); err != nil {
 					return err
 				}
+				if *dbPath == "" {
+					return usagef("--db must not be empty")
+				}
 				r, err := repo.Open(*dir)
 				if err != nil {
 					return err
 				}
+				db, err := store.Open(ctx, *dbPath, store.Options{Retention: *retention})
+				if err != nil {
+					return err
+				}
+				defer db.Close()
 				s, err := serve.Start(ctx, serve.Options{
 					MetadataDir: r.MetadataDir(),
 					TargetsDir:  r.TargetsDir(),
 					MQTTAddr:    *mqttAddr,
 					HTTPAddr:    *httpAddr,
 					Logger:      e.log,
+					Store:       db,
 				})
 				if err != nil {
 					return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,7 +21,7 @@ func TestServeCommand(t *testing.T) {
 	var out, errb syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- cli.Run(ctx, []string{"serve", "--repo", dir, "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0", "--json"}, &out, &errb)
+		done <- cli.Run(ctx, []string{"serve", "--repo", dir, "--db", filepath.Join(t.TempDir(), "fleet.db"), "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0", "--json"}, &out, &errb)
 	}()
 	waitFor(t, &out, "addresses printed", func(s string) bool { return strings.HasSuffix(s, "\n") })
 	var addrs struct{ MQTT, HTTP, Metadata string }

@@ -16,6 +16,9 @@ import (
 	"github.com/graft-dev/graft/transport"
 )
 
+// ErrNoDevice: the device asked for has never been heard of.
+var ErrNoDevice = errors.New("no such device")
+
 // message is one MQTT message handed from paho's goroutine to the
 // command's.
 type message struct {
@@ -51,13 +54,13 @@ func statusCmd() command {
 					}
 					filters = []string{transport.StatusTopic(*device), transport.OnlineTopic(*device), transport.TelemetryTopic(*device)}
 				}
-				return runStatus(ctx, e, *broker, filters, *waitFor, *follow, *asJSON)
+				return runStatus(ctx, e, *broker, *device, filters, *waitFor, *follow, *asJSON)
 			}
 		},
 	}
 }
 
-func runStatus(ctx context.Context, e *env, broker string, filters []string, waitFor time.Duration, follow, asJSON bool) error {
+func runStatus(ctx context.Context, e *env, broker, device string, filters []string, waitFor time.Duration, follow, asJSON bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	msgs := make(chan message, 256)
@@ -101,6 +104,9 @@ func runStatus(ctx context.Context, e *env, broker string, filters []string, wai
 		case err := <-subErr:
 			return err
 		case <-deadline:
+			if _, ok := table.Get(device); device != "" && !ok {
+				return fmt.Errorf("%w: device %q: no status, online or telemetry message from it within %v", ErrNoDevice, device, waitFor)
+			}
 			return printTable(e, table.Devices(), asJSON)
 		case <-ctx.Done():
 			if follow && errors.Is(ctx.Err(), context.Canceled) {

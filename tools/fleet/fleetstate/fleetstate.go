@@ -85,48 +85,66 @@ func New(remember int) *Table {
 // neither carries one), or a cleared retained message. A malformed payload or
 // a foreign topic returns an error and leaves the table unchanged.
 func (t *Table) Apply(topic string, payload []byte) (ev Event, fresh bool, err error) {
+	ev, err = Decode(topic, payload)
+	if err != nil || ev.Cleared {
+		return ev, false, err
+	}
+	switch ev.Kind {
+	case transport.KindStatus:
+		return ev, t.applyStatus(ev.Status), nil
+	case transport.KindOnline:
+		d := t.row(ev.Device)
+		fresh = d.Online == nil || *d.Online != ev.Online
+		on := ev.Online
+		d.Online = &on
+		return ev, fresh, nil
+	default: // KindTelemetry
+		t.applyTelemetry(ev.Telemetry)
+		return ev, true, nil
+	}
+}
+
+// Decode decodes a message that arrived on topic: a status, online flag
+// or telemetry, checked against the contract and against the device its
+// topic names. An empty payload is a cleared retained message
+// (ev.Cleared).
+func Decode(topic string, payload []byte) (ev Event, err error) {
 	device, kind, ok := transport.ParseDeviceTopic(topic)
 	if !ok || kind == transport.KindNotify {
-		return Event{}, false, fmt.Errorf("%w: %q", ErrNotDeviceTopic, topic)
+		return Event{}, fmt.Errorf("%w: %q", ErrNotDeviceTopic, topic)
 	}
 	ev = Event{Device: device, Kind: kind}
 	if len(payload) == 0 {
 		ev.Cleared = true
-		return ev, false, nil
+		return ev, nil
 	}
 	switch kind {
 	case transport.KindStatus:
 		s, err := transport.DecodeStatus(payload)
 		if err != nil {
-			return Event{}, false, fmt.Errorf("fleetstate: %s: %w", topic, err)
+			return Event{}, fmt.Errorf("fleetstate: %s: %w", topic, err)
 		}
 		if s.Device != device {
-			return Event{}, false, fmt.Errorf("%w: topic %q, payload %q", ErrDeviceMismatch, device, s.Device)
+			return Event{}, fmt.Errorf("%w: topic %q, payload %q", ErrDeviceMismatch, device, s.Device)
 		}
 		ev.Status = s
-		return ev, t.applyStatus(s), nil
 	case transport.KindOnline:
 		on, err := transport.DecodeOnline(payload)
 		if err != nil {
-			return Event{}, false, fmt.Errorf("fleetstate: %s: %w", topic, err)
+			return Event{}, fmt.Errorf("fleetstate: %s: %w", topic, err)
 		}
 		ev.Online = on
-		d := t.row(device)
-		fresh = d.Online == nil || *d.Online != on
-		d.Online = &on
-		return ev, fresh, nil
 	default: // KindTelemetry
 		tel, err := transport.DecodeTelemetry(payload)
 		if err != nil {
-			return Event{}, false, fmt.Errorf("fleetstate: %s: %w", topic, err)
+			return Event{}, fmt.Errorf("fleetstate: %s: %w", topic, err)
 		}
 		if tel.Device != device {
-			return Event{}, false, fmt.Errorf("%w: topic %q, payload %q", ErrDeviceMismatch, device, tel.Device)
+			return Event{}, fmt.Errorf("%w: topic %q, payload %q", ErrDeviceMismatch, device, tel.Device)
 		}
 		ev.Telemetry = tel
-		t.applyTelemetry(tel)
-		return ev, true, nil
 	}
+	return ev, nil
 }
 
 func (t *Table) applyStatus(s transport.Status) bool {
@@ -159,18 +177,24 @@ func (t *Table) applyStatus(s transport.Status) bool {
 }
 
 // older reports whether status s is older than the newest one row d
-// applied. The device's event counter decides; a device's clock is
-// trusted only between two statuses that both lack it (an older agent):
-// a board without an RTC reports 1970 after a power cut, and its
-// statuses from then on are newer all the same.
-func older(s transport.Status, d *row) bool {
+// applied.
+func older(s transport.Status, d *row) bool { return Older(s, d.statusSeq, d.statusTime) }
+
+// Older reports whether status s is older than the newest status applied
+// for its device, which carried event counter lastSeq (0: none) and
+// device time lastTime. The device's event counter decides; a device's
+// clock is trusted only between two statuses that both lack it (an older
+// agent): a board without an RTC reports 1970 after a power cut, and its
+// statuses from then on are newer all the same. The fleet's database
+// orders by the same rule.
+func Older(s transport.Status, lastSeq uint64, lastTime int64) bool {
 	switch {
-	case s.Seq != 0 && d.statusSeq != 0:
-		return s.Seq < d.statusSeq
-	case s.Seq != 0 || d.statusSeq != 0:
+	case s.Seq != 0 && lastSeq != 0:
+		return s.Seq < lastSeq
+	case s.Seq != 0 || lastSeq != 0:
 		return false // one side uncounted: an agent up- or downgrade; take it
 	}
-	return s.Time != 0 && s.Time < d.statusTime
+	return s.Time != 0 && s.Time < lastTime
 }
 
 func (t *Table) applyTelemetry(tel transport.Telemetry) {

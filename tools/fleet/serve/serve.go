@@ -15,6 +15,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/graft-dev/graft/tools/fleet/store"
 )
 
 // Default listen addresses: loopback only.
@@ -42,6 +44,13 @@ type Options struct {
 	// Logger receives service logs; nil discards them. The broker's own
 	// chatter is passed on from level Warn up.
 	Logger *slog.Logger
+	// Store, if set, is the fleet's database: every status, online flag
+	// and telemetry message devices publish is stored in it. The caller
+	// opens and closes it; serve is its one writer.
+	Store *store.Store
+	// Observer, if set with Store, is told about every fresh status once
+	// it is stored.
+	Observer StatusObserver
 }
 
 // Server is a running broker and repository server. Its methods are safe
@@ -53,6 +62,9 @@ type Server struct {
 	httpLn   net.Listener
 	httpSrv  *http.Server
 	httpDone chan struct{}
+
+	ingest     *ingester // nil without a store
+	stopIngest context.CancelFunc
 
 	closeOnce sync.Once
 	closeErr  error
@@ -92,7 +104,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 
 	broker := mqtt.New(&mqtt.Options{
-		Logger: slog.New(minLevel{h: log.With("component", "mqtt").Handler(), min: slog.LevelWarn}),
+		Logger:       slog.New(minLevel{h: log.With("component", "mqtt").Handler(), min: slog.LevelWarn}),
+		InlineClient: opts.Store != nil,
 	})
 	// Open access: the listener is meant for loopback and bench networks.
 	if err := broker.AddHook(new(auth.AllowHook), nil); err != nil {
@@ -111,13 +124,26 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("serve: mqtt serve: %w", err)
 	}
 
+	var in *ingester
+	if opts.Store != nil {
+		in = &ingester{log: log.With("component", "ingest"), store: opts.Store, obs: opts.Observer,
+			queue: make(chan message, 4096), done: make(chan struct{})}
+		if err := in.subscribe(broker); err != nil {
+			broker.Close()
+			httpLn.Close()
+			return nil, fmt.Errorf("serve: ingest subscribe: %w", err)
+		}
+	}
+	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Server{
-		log:       log,
-		broker:    broker,
-		mqttAddr:  mqttLn.Addr().String(),
-		httpLn:    httpLn,
-		httpDone:  make(chan struct{}),
-		stopWatch: make(chan struct{}),
+		stopIngest: stopIngest,
+		ingest:     in,
+		log:        log,
+		broker:     broker,
+		mqttAddr:   mqttLn.Addr().String(),
+		httpLn:     httpLn,
+		httpDone:   make(chan struct{}),
+		stopWatch:  make(chan struct{}),
 	}
 	s.httpSrv = &http.Server{
 		Handler:           Handler(opts.MetadataDir, opts.TargetsDir),
@@ -130,6 +156,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			log.Error("http server stopped", "err", err)
 		}
 	}()
+	if in != nil {
+		go in.run(ingestCtx)
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -167,6 +196,10 @@ func (s *Server) Close() error {
 		<-s.httpDone
 		if err := s.broker.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = fmt.Errorf("serve: mqtt close: %w", err)
+		}
+		s.stopIngest()
+		if s.ingest != nil {
+			<-s.ingest.done
 		}
 		s.log.Info("stopped")
 	})
