@@ -181,12 +181,16 @@ func (s *Store) UpsertInventory(ctx context.Context, inv Inventory) error {
 	})
 }
 
-// IngestTelemetry records the inventory facts a telemetry message carries.
+// IngestTelemetry records the inventory facts a telemetry message carries,
+// and the report itself (telemetry.go).
 func (s *Store) IngestTelemetry(ctx context.Context, t transport.Telemetry) error {
 	if err := t.Check(); err != nil {
 		return fmt.Errorf("store: telemetry: %w", err)
 	}
-	return s.UpsertInventory(ctx, Inventory{Device: t.Device, AgentVersion: t.AgentVersion, Installed: t.Installed, Slot: t.Slot})
+	if err := s.UpsertInventory(ctx, Inventory{Device: t.Device, AgentVersion: t.AgentVersion, Installed: t.Installed, Slot: t.Slot, Kernel: t.Kernel}); err != nil {
+		return err
+	}
+	return s.recordTelemetry(ctx, t)
 }
 
 func mustJSON(v any) string {
