@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/graft-dev/graft/tools/fleet/metrics"
 	"github.com/graft-dev/graft/tools/fleet/serve"
 	"github.com/graft-dev/graft/tools/fleet/store"
 	"github.com/graft-dev/graft/tuf/repo"
@@ -24,7 +25,11 @@ func serveCmd() command {
 			asJSON := fs.Bool("json", false, "print the bound addresses as one JSON object")
 			dbPath := fs.String("db", DefaultDB, "the fleet's database `FILE` (created if missing; serve is its one writer)")
 			retention := fs.Duration("retention", store.DefaultRetention, "keep status events this long (negative: forever)")
+			metricsCap := fs.Int("metrics-devices", metrics.DefaultDeviceCap, "at most `N` devices get per-device series on /metrics (docs/telemetry.md)")
 			return func(ctx context.Context, args []string) error {
+				if *metricsCap < 1 {
+					return usagef("--metrics-devices must be at least 1")
+				}
 				if err := wantArgs(args, 0, "no arguments"); err != nil {
 					return err
 				}
@@ -50,6 +55,8 @@ func serveCmd() command {
 					HTTPAddr:    *httpAddr,
 					Logger:      e.log,
 					Store:       db,
+
+					MetricsDeviceCap: *metricsCap,
 				})
 				if err != nil {
 					return err

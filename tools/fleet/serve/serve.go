@@ -16,6 +16,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
+	"github.com/graft-dev/graft/tools/fleet/metrics"
 	"github.com/graft-dev/graft/tools/fleet/store"
 )
 
@@ -51,6 +52,9 @@ type Options struct {
 	// Observer, if set with Store, is told about every fresh status once
 	// it is stored.
 	Observer StatusObserver
+	// MetricsDeviceCap, with Store, caps the devices that get per-device
+	// series on /metrics (0: metrics.DefaultDeviceCap).
+	MetricsDeviceCap int
 }
 
 // Server is a running broker and repository server. Its methods are safe
@@ -145,8 +149,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		httpDone:   make(chan struct{}),
 		stopWatch:  make(chan struct{}),
 	}
+	handler := Handler(opts.MetadataDir, opts.TargetsDir)
+	if opts.Store != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler(metrics.New(opts.Store, opts.MetricsDeviceCap, log.With("component", "metrics"))))
+		mux.Handle("/", handler)
+		handler = mux
+	}
 	s.httpSrv = &http.Server{
-		Handler:           Handler(opts.MetadataDir, opts.TargetsDir),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

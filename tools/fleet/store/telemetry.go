@@ -271,3 +271,32 @@ func fold(ctx context.Context, tx *sql.Tx, span int64, sel string, args ...any) 
 	}
 	return res.RowsAffected()
 }
+
+// FailureCount is how many stored events ended in State with Reason.
+type FailureCount struct {
+	State  transport.State
+	Reason string
+	N      int
+}
+
+// Failures counts the failed and rolled-back events in the retained
+// history, by state and reason.
+func (s *Store) Failures(ctx context.Context) ([]FailureCount, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT state, reason, COUNT(*) FROM events
+		WHERE state IN (?, ?) GROUP BY state, reason`, string(transport.StateFailed), string(transport.StateRolledBack))
+	if err != nil {
+		return nil, fmt.Errorf("store: failures: %w", err)
+	}
+	defer rows.Close()
+	var out []FailureCount
+	for rows.Next() {
+		var f FailureCount
+		var st string
+		if err := rows.Scan(&st, &f.Reason, &f.N); err != nil {
+			return nil, fmt.Errorf("store: failures: %w", err)
+		}
+		f.State = transport.State(st)
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}

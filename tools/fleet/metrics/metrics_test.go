@@ -1,0 +1,86 @@
+package metrics_test
+
+import (
+	"context"
+	"io"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/graft-dev/graft/tools/fleet/metrics"
+	"github.com/graft-dev/graft/tools/fleet/store"
+	"github.com/graft-dev/graft/transport"
+)
+
+func TestScrape(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i, dev := range []string{"a", "b", "c"} {
+		if err := db.IngestTelemetry(ctx, transport.Telemetry{Device: dev, Seq: 1, Installed: "v1", Uptime: 10,
+			Thermal: []transport.Zone{{Name: "cpu", Milli: 40000 + int64(i)*1000}}, Health: &transport.Check{OK: i != 2}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SetOnline(ctx, dev, i != 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, reason := range []string{"health check broker failed", "health: exit 1", "booted the old slot: the bootloader fell back"} {
+		st := transport.Status{EventID: "e" + string(rune('0'+i)), Device: "a", State: transport.StateRolledBack, Seq: uint64(2 + i), Reason: reason}
+		if _, err := db.IngestStatus(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(metrics.Handler(metrics.New(db, 2, nil)))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	body := string(b)
+	for _, want := range []string{
+		`graft_update_failures{reason_class="health",state="rolled-back"} 2`,
+		`graft_update_failures{reason_class="boot",state="rolled-back"} 1`,
+		`graft_device_temperature_celsius{device="a"} 40`,
+		`graft_device_temperature_celsius{device="b"} 41`,
+		`graft_device_series_capped 1`,
+		`graft_device_health_ok{device="a"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("scrape lacks %s\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, `device="c"`) {
+		t.Errorf("device c is past the cap of 2 but has series")
+	}
+	// every series passes the linter's naming rules
+	problems, err := testutil.GatherAndLint(prometheusRegistry(db))
+	if err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %+v", err, problems)
+	}
+}
+
+func TestReasonClass(t *testing.T) {
+	for reason, want := range map[string]string{
+		"health check tuf: timeout":                metrics.ClassHealth,
+		"kernel live patch transition stalled":     metrics.ClassLive,
+		"target hash mismatch":                     metrics.ClassVerify,
+		"download: http 503":                       metrics.ClassDownload,
+		"booted A again: the bootloader fell back": metrics.ClassBoot,
+		"write slot: no space left on device":      metrics.ClassSpace,
+		"something nobody foresaw":                 metrics.ClassOther,
+		"":                                         metrics.ClassOther,
+	} {
+		if got := metrics.ReasonClass(reason); got != want {
+			t.Errorf("%q: %s, want %s", reason, got, want)
+		}
+	}
+}
