@@ -80,61 +80,61 @@ type Status struct {
 // 6 are the first contract; everything later is an extension key (256 up),
 // so a fleet that predates them still decodes the report.
 type Telemetry struct {
-	Device       string `cbor:"1,keyasint"`           // device ID
-	Time         int64  `cbor:"2,keyasint,omitempty"` // unix ms
-	Uptime       int64  `cbor:"3,keyasint,omitempty"` // seconds since boot
-	Slot         string `cbor:"4,keyasint,omitempty"` // booted slot
-	Installed    string `cbor:"5,keyasint,omitempty"` // release running now
-	AgentVersion string `cbor:"6,keyasint,omitempty"` // agent build
+	Device       string `cbor:"1,keyasint" json:"device"`                            // device ID
+	Time         int64  `cbor:"2,keyasint,omitempty" json:"time_ms,omitempty"`       // unix ms
+	Uptime       int64  `cbor:"3,keyasint,omitempty" json:"uptime_s,omitempty"`      // seconds since boot
+	Slot         string `cbor:"4,keyasint,omitempty" json:"slot,omitempty"`          // booted slot
+	Installed    string `cbor:"5,keyasint,omitempty" json:"installed,omitempty"`     // release running now
+	AgentVersion string `cbor:"6,keyasint,omitempty" json:"agent_version,omitempty"` // agent build
 
 	// Seq is the device's event counter, the one Status.Seq draws from:
 	// the fleet orders a device's reports by it, never by Time.
-	Seq uint64 `cbor:"256,keyasint,omitempty"`
+	Seq uint64 `cbor:"256,keyasint,omitempty" json:"seq,omitempty"`
 	// Load is the 1, 5 and 15 minute load averages, in hundredths.
-	Load         []uint64 `cbor:"257,keyasint,omitempty"`
-	MemTotal     int64    `cbor:"258,keyasint,omitempty"` // bytes
-	MemAvailable int64    `cbor:"259,keyasint,omitempty"` // bytes
-	Disks        []Disk   `cbor:"260,keyasint,omitempty"` // data dir and slots first
-	Thermal      []Zone   `cbor:"261,keyasint,omitempty"` // thermal zones, where present
-	Kernel       string   `cbor:"262,keyasint,omitempty"` // kernel release (uname -r)
-	BootCount    uint64   `cbor:"263,keyasint,omitempty"` // boots this agent has seen
+	Load         []uint64 `cbor:"257,keyasint,omitempty" json:"load_hundredths,omitempty"`
+	MemTotal     int64    `cbor:"258,keyasint,omitempty" json:"mem_total_bytes,omitempty"`     // bytes
+	MemAvailable int64    `cbor:"259,keyasint,omitempty" json:"mem_available_bytes,omitempty"` // bytes
+	Disks        []Disk   `cbor:"260,keyasint,omitempty" json:"disks,omitempty"`               // data dir and slots first
+	Thermal      []Zone   `cbor:"261,keyasint,omitempty" json:"thermal,omitempty"`             // thermal zones, where present
+	Kernel       string   `cbor:"262,keyasint,omitempty" json:"kernel,omitempty"`              // kernel release (uname -r)
+	BootCount    uint64   `cbor:"263,keyasint,omitempty" json:"boot_count,omitempty"`          // boots this agent has seen
 	// KernelPatches and UserPatches name the live patches in force.
-	KernelPatches []string `cbor:"264,keyasint,omitempty"`
-	UserPatches   []string `cbor:"265,keyasint,omitempty"`
-	AgentRSS      int64    `cbor:"266,keyasint,omitempty"` // the agent's resident set, bytes
-	Reconnects    uint64   `cbor:"267,keyasint,omitempty"` // MQTT reconnects since the agent started
-	LastUpdate    *Outcome `cbor:"268,keyasint,omitempty"` // how the last update ended
-	Health        *Check   `cbor:"269,keyasint,omitempty"` // the last health check
+	KernelPatches []string `cbor:"264,keyasint,omitempty" json:"kernel_patches,omitempty"`
+	UserPatches   []string `cbor:"265,keyasint,omitempty" json:"user_patches,omitempty"`
+	AgentRSS      int64    `cbor:"266,keyasint,omitempty" json:"agent_rss_bytes,omitempty"` // the agent's resident set, bytes
+	Reconnects    uint64   `cbor:"267,keyasint,omitempty" json:"reconnects,omitempty"`      // MQTT reconnects since the agent started
+	LastUpdate    *Outcome `cbor:"268,keyasint,omitempty" json:"last_update,omitempty"`     // how the last update ended
+	Health        *Check   `cbor:"269,keyasint,omitempty" json:"health,omitempty"`          // the last health check
 	// Dropped counts the reports the device's offline queue dropped
 	// (oldest first) since the agent started.
-	Dropped uint64 `cbor:"270,keyasint,omitempty"`
+	Dropped uint64 `cbor:"270,keyasint,omitempty" json:"dropped,omitempty"`
 }
 
 // Disk is one mount's space.
 type Disk struct {
-	Mount string `cbor:"1,keyasint"`           // mount point or slot name
-	Total int64  `cbor:"2,keyasint,omitempty"` // bytes
-	Free  int64  `cbor:"3,keyasint,omitempty"` // bytes available to the agent
+	Mount string `cbor:"1,keyasint" json:"mount"`                           // mount point or slot name
+	Total int64  `cbor:"2,keyasint,omitempty" json:"total_bytes,omitempty"` // bytes
+	Free  int64  `cbor:"3,keyasint,omitempty" json:"free_bytes,omitempty"`  // bytes available to the agent
 }
 
 // Zone is one thermal zone's temperature.
 type Zone struct {
-	Name  string `cbor:"1,keyasint"`           // zone type, e.g. "cpu-thermal"
-	Milli int64  `cbor:"2,keyasint,omitempty"` // millidegrees Celsius
+	Name  string `cbor:"1,keyasint" json:"name"`                              // zone type, e.g. "cpu-thermal"
+	Milli int64  `cbor:"2,keyasint,omitempty" json:"milli_celsius,omitempty"` // millidegrees Celsius
 }
 
 // Outcome is how an update ended.
 type Outcome struct {
-	Release string `cbor:"1,keyasint,omitempty"`
-	State   State  `cbor:"2,keyasint"`
-	Reason  string `cbor:"3,keyasint,omitempty"`
+	Release string `cbor:"1,keyasint,omitempty" json:"release,omitempty"`
+	State   State  `cbor:"2,keyasint" json:"state"`
+	Reason  string `cbor:"3,keyasint,omitempty" json:"reason,omitempty"`
 }
 
 // Check is a health check's result.
 type Check struct {
-	OK     bool   `cbor:"1,keyasint"`
-	Reason string `cbor:"2,keyasint,omitempty"` // why it failed
-	Time   int64  `cbor:"3,keyasint,omitempty"` // unix ms
+	OK     bool   `cbor:"1,keyasint" json:"ok"`
+	Reason string `cbor:"2,keyasint,omitempty" json:"reason,omitempty"`  // why it failed
+	Time   int64  `cbor:"3,keyasint,omitempty" json:"time_ms,omitempty"` // unix ms
 }
 
 // Telemetry bounds: a report never grows past MaxTelemetry bytes.

@@ -36,6 +36,10 @@ type Device struct {
 	EventID      string            `json:"event_id,omitempty"` // newest status applied
 	FirstSeenMS  int64             `json:"first_seen_ms"`      // fleet clock
 	LastSeenMS   int64             `json:"last_seen_ms"`       // fleet clock
+	// Telemetry is the device's latest report (by its event counter) and
+	// TelemetryMS when the fleet received it; filled by WithTelemetry.
+	Telemetry   *transport.Telemetry `json:"telemetry,omitempty"`
+	TelemetryMS int64                `json:"telemetry_ms,omitempty"`
 }
 
 // Inventory is what a device tells about itself, apart from its status.

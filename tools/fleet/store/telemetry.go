@@ -300,3 +300,17 @@ func (s *Store) Failures(ctx context.Context) ([]FailureCount, error) {
 	}
 	return out, rows.Err()
 }
+
+// WithTelemetry fills in each device's latest report.
+func (s *Store) WithTelemetry(ctx context.Context, devs []Device) error {
+	latest, err := s.LatestTelemetry(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range devs {
+		if l, ok := latest[devs[i].ID]; ok {
+			devs[i].Telemetry, devs[i].TelemetryMS = &l.Report, l.ReceivedMS
+		}
+	}
+	return nil
+}
