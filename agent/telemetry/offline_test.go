@@ -46,17 +46,46 @@ func watch(t *testing.T, broker, device string) *received {
 			}
 		}
 	}
-	opts := paho.NewClientOptions().AddBroker(broker).SetClientID("fleet-watch").SetCleanSession(false).
-		SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).SetConnectRetry(true).
-		SetOnConnectHandler(func(c paho.Client) {
-			c.Subscribe(transport.StatusTopic(device), 1, h)
-			c.Subscribe(transport.TelemetryTopic(device), 1, h)
-		})
-	c := paho.NewClient(opts)
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("fleet connect: %v", tok.Error())
+	// A fresh client per connection with a persistent session: the
+	// broker keeps the subscriptions and queues what comes while the
+	// watcher reconnects (paho's own resume races in its packet code).
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			lost := make(chan struct{})
+			opts := paho.NewClientOptions().AddBroker(broker).SetClientID("fleet-watch").SetCleanSession(false).
+				SetAutoReconnect(false).SetConnectTimeout(time.Second).
+				SetConnectionLostHandler(func(paho.Client, error) { close(lost) })
+			c := paho.NewClient(opts)
+			tok := c.Connect()
+			if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			for _, topic := range []string{transport.StatusTopic(device), transport.TelemetryTopic(device)} {
+				c.Subscribe(topic, 1, h).WaitTimeout(5 * time.Second)
+			}
+			select {
+			case first <- nil:
+			default:
+			}
+			select {
+			case <-lost:
+			case <-ctx.Done():
+				c.Disconnect(100)
+				return
+			}
+		}
+	}()
+	select {
+	case <-first:
+	case <-time.After(10 * time.Second):
+		t.Fatal("fleet watcher cannot connect")
 	}
-	t.Cleanup(func() { c.Disconnect(100) })
+	t.Cleanup(func() { cancel(); <-done })
 	return r
 }
 
@@ -138,7 +167,7 @@ func TestOfflineBuffering(t *testing.T) {
 
 	eventually(t, 30*time.Second, "every status and a report after the outage", func() bool {
 		n, tm := fleet.counts()
-		return n == statuses && len(tm) > 0 && tm[len(tm)-1].Uptime > to
+		return n == statuses && len(tm) > 0 && tm[len(tm)-1].Reconnects > 0
 	})
 	_, tm := fleet.counts()
 	var during int
