@@ -74,3 +74,26 @@ func FuzzDecodeTelemetry(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeInventory(f *testing.F) {
+	seed, _ := EncodeInventory(Inventory{Device: "d1", Board: "sim", Arch: "arm64", Groups: []string{"lab", "canary"},
+		Labels: map[string]string{"cluster": "ceph-a"}, AgentVersion: "1.0"})
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		inv, err := DecodeInventory(data)
+		if err != nil {
+			return
+		}
+		b, err := EncodeInventory(inv)
+		if err != nil {
+			t.Fatalf("decoded %+v but cannot re-encode: %v", inv, err)
+		}
+		inv2, err := DecodeInventory(b)
+		if err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		if b2, _ := EncodeInventory(inv2); !bytes.Equal(b, b2) {
+			t.Fatalf("encoding not deterministic: %x then %x", b, b2)
+		}
+	})
+}

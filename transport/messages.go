@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"unicode/utf8"
 )
@@ -395,4 +397,12 @@ func DecodeOnline(data []byte) (bool, error) {
 		}
 	}
 	return false, fmt.Errorf("decode online: %w: want a single CBOR bool, got %d bytes", ErrMalformed, len(data))
+}
+
+// NewNoticeID returns a new random notice ID (Notice.ID), as the fleet
+// issues one for every notify.
+func NewNoticeID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -88,7 +88,7 @@ func ParseDeviceTopic(topic string) (device, kind string, ok bool) {
 		return "", "", false
 	}
 	switch kind {
-	case KindNotify, KindStatus, KindTelemetry, KindOnline:
+	case KindNotify, KindStatus, KindTelemetry, KindOnline, KindInventory:
 		return device, kind, true
 	}
 	return "", "", false

@@ -303,6 +303,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		DeviceID:  cfg.DeviceID,
 		Groups:    cfg.Groups,
 		KeepAlive: cfg.KeepAlive,
+		Inventory: &transport.Inventory{Board: d.Board.Name, Arch: d.Board.Arch, Groups: cfg.Groups, AgentVersion: Version()},
 		Outbox:    box,
 		Logger:    logger,
 		OnNotice: func(n transport.Notice) {

@@ -31,6 +31,9 @@ type Config struct {
 	ReconnectMin       time.Duration // default 1s
 	ReconnectMax       time.Duration // default 60s
 	Outbox             Queue         // status events to deliver; nil: none
+	// Inventory, if set, is published retained on every connect, after
+	// online=true (transport.InventoryTopic). Device is filled in.
+	Inventory *transport.Inventory
 	// OnNotice is called from one goroutine, in arrival order, and must not
 	// block long. The same notice can come more than once (a retained
 	// notice is resent on each subscribe, QoS 1 may redeliver): treat it as

@@ -51,10 +51,11 @@ type conn struct {
 // Session is a device's MQTT session. Its methods are safe for concurrent
 // use.
 type Session struct {
-	cfg    Config
-	log    *slog.Logger
-	ctx    context.Context
-	cancel context.CancelFunc
+	cfg       Config
+	inventory []byte // encoded Config.Inventory; nil: none
+	log       *slog.Logger
+	ctx       context.Context
+	cancel    context.CancelFunc
 
 	kick    chan struct{}
 	notices chan transport.Notice
@@ -76,17 +77,28 @@ func Start(ctx context.Context, cfg Config) (*Session, error) {
 		return nil, err
 	}
 	cfg.Groups = append([]string(nil), cfg.Groups...)
+	var inventory []byte
+	if cfg.Inventory != nil {
+		inv := *cfg.Inventory
+		inv.Device = cfg.DeviceID
+		b, err := transport.EncodeInventory(inv)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		inventory = b
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Session{
-		cfg:      cfg,
-		log:      cfg.Logger.With("device", cfg.DeviceID),
-		ctx:      ctx,
-		cancel:   cancel,
-		kick:     make(chan struct{}, 1),
-		notices:  make(chan transport.Notice, noticeBuffer),
-		done:     make(chan struct{}),
-		up:       make(chan struct{}),
-		progress: make(chan struct{}),
+		inventory: inventory,
+		cfg:       cfg,
+		log:       cfg.Logger.With("device", cfg.DeviceID),
+		ctx:       ctx,
+		cancel:    cancel,
+		kick:      make(chan struct{}, 1),
+		notices:   make(chan transport.Notice, noticeBuffer),
+		done:      make(chan struct{}),
+		up:        make(chan struct{}),
+		progress:  make(chan struct{}),
 	}
 	s.stopped.Add(2)
 	go s.run()
@@ -357,6 +369,12 @@ func (s *Session) onConnect(pc paho.Client, lost <-chan struct{}) error {
 	tok = pc.Publish(transport.OnlineTopic(s.cfg.DeviceID), qos, true, transport.EncodeOnline(true))
 	if err := wait(s.ctx, tok, lost); err != nil {
 		return fmt.Errorf("publish online: %w", err)
+	}
+	if s.inventory != nil {
+		tok = pc.Publish(transport.InventoryTopic(s.cfg.DeviceID), qos, true, s.inventory)
+		if err := wait(s.ctx, tok, lost); err != nil {
+			return fmt.Errorf("publish inventory: %w", err)
+		}
 	}
 	return nil
 }

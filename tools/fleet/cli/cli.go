@@ -47,15 +47,15 @@ type command struct {
 }
 
 func commands() []command {
-	return []command{
+	return append([]command{
 		repoInitCmd(), repoAddTargetCmd(), repoPublishCmd(), repoTimestampCmd(), repoRootCmd(),
 		releaseAddCmd(),
 		notifyCmd(),
 		statusCmd(),
 		devicesCmd(), historyCmd(),
-		serveCmd(),
+		serveCmd(), simulateCmd(),
 		patchBuildCmd(), patchShowCmd(),
-	}
+	}, rolloutCmds()...)
 }
 
 // Run runs graft-fleet with args (without the program name) and returns

@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 
@@ -42,7 +40,7 @@ func notifyCmd() command {
 					}
 					topic = transport.GroupNotifyTopic(*group)
 				}
-				n := transport.Notice{Release: args[0], Manifest: *target, Sequence: *seq, Time: e.now().UnixMilli(), ID: noticeID()}
+				n := transport.Notice{Release: args[0], Manifest: *target, Sequence: *seq, Time: e.now().UnixMilli(), ID: transport.NewNoticeID()}
 				if n.Manifest == "" {
 					n.Manifest = release.ManifestTarget(n.Release)
 				}
@@ -69,12 +67,4 @@ func notifyCmd() command {
 			}
 		},
 	}
-}
-
-// noticeID is a new random ID for one notify: devices tell a re-notify
-// from a redelivery by it.
-func noticeID() string {
-	var b [12]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/graft-dev/graft/tools/fleet/metrics"
+	"github.com/graft-dev/graft/tools/fleet/rolloutctl"
 	"github.com/graft-dev/graft/tools/fleet/serve"
 	"github.com/graft-dev/graft/tools/fleet/store"
 	"github.com/graft-dev/graft/tuf/repo"
@@ -17,13 +18,14 @@ const DefaultDB = "fleet.db"
 func serveCmd() command {
 	return command{
 		name:    "serve",
-		summary: "run an embedded MQTT broker and an HTTP server for the TUF repository until interrupted",
+		summary: "run an embedded MQTT broker, an HTTP server for the TUF repository, the fleet database and the rollout controller until interrupted",
 		setup: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 			dir := fs.String("repo", "", "TUF repository `DIR` (required)")
 			mqttAddr := fs.String("mqtt", serve.DefaultMQTTAddr, "broker listen `ADDR` (port 0: any free port); the broker lets every client in")
 			httpAddr := fs.String("http", serve.DefaultHTTPAddr, "repository server listen `ADDR` (port 0: any free port)")
 			asJSON := fs.Bool("json", false, "print the bound addresses as one JSON object")
 			dbPath := fs.String("db", DefaultDB, "the fleet's database `FILE` (created if missing; serve is its one writer)")
+			tick := fs.Duration("rollout-tick", rolloutctl.DefaultTick, "how often the rollout controller steps")
 			retention := fs.Duration("retention", store.DefaultRetention, "keep status events this long (negative: forever)")
 			metricsCap := fs.Int("metrics-devices", metrics.DefaultDeviceCap, "at most `N` devices get per-device series on /metrics (docs/telemetry.md)")
 			return func(ctx context.Context, args []string) error {
@@ -48,6 +50,7 @@ func serveCmd() command {
 					return err
 				}
 				defer db.Close()
+				ctl := rolloutctl.New(db, rolloutctl.Options{Tick: *tick, Logger: e.log.With("component", "rollout")})
 				s, err := serve.Start(ctx, serve.Options{
 					MetadataDir: r.MetadataDir(),
 					TargetsDir:  r.TargetsDir(),
@@ -55,6 +58,7 @@ func serveCmd() command {
 					HTTPAddr:    *httpAddr,
 					Logger:      e.log,
 					Store:       db,
+					Observer:    ctl,
 
 					MetricsDeviceCap: *metricsCap,
 				})
@@ -62,6 +66,8 @@ func serveCmd() command {
 					return err
 				}
 				defer s.Close()
+				ctl.SetPublisher(s)
+				go ctl.Run(ctx)
 				if *asJSON {
 					err = writeJSON(e.stdout, map[string]string{
 						"mqtt": s.MQTTURL(), "http": s.HTTPURL(),

@@ -61,6 +61,7 @@ type Event struct {
 	Status    transport.Status    `json:"-"`    // when Kind is KindStatus
 	Online    bool                `json:"-"`    // when Kind is KindOnline
 	Telemetry transport.Telemetry `json:"-"`    // when Kind is KindTelemetry
+	Inventory transport.Inventory `json:"-"`    // when Kind is KindInventory
 	Cleared   bool                `json:"-"`    // an empty payload: a retained message was deleted
 }
 
@@ -96,6 +97,8 @@ func (t *Table) Apply(topic string, payload []byte) (ev Event, fresh bool, err e
 	switch ev.Kind {
 	case transport.KindStatus:
 		return ev, t.applyStatus(ev.Status), nil
+	case transport.KindInventory:
+		return ev, false, nil // the table shows no inventory
 	case transport.KindOnline:
 		d := t.row(ev.Device)
 		fresh = d.Online == nil || *d.Online != ev.Online
@@ -132,6 +135,15 @@ func Decode(topic string, payload []byte) (ev Event, err error) {
 			return Event{}, fmt.Errorf("%w: topic %q, payload %q", ErrDeviceMismatch, device, s.Device)
 		}
 		ev.Status = s
+	case transport.KindInventory:
+		inv, err := transport.DecodeInventory(payload)
+		if err != nil {
+			return Event{}, fmt.Errorf("fleetstate: %s: %w", topic, err)
+		}
+		if inv.Device != device {
+			return Event{}, fmt.Errorf("%w: topic %q, payload %q", ErrDeviceMismatch, device, inv.Device)
+		}
+		ev.Inventory = inv
 	case transport.KindOnline:
 		on, err := transport.DecodeOnline(payload)
 		if err != nil {

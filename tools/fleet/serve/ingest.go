@@ -42,7 +42,7 @@ func (in *ingester) subscribe(broker *mqtt.Server) error {
 	h := func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
 		in.queue <- message{topic: pk.TopicName, payload: append([]byte(nil), pk.Payload...)}
 	}
-	for i, kind := range []string{transport.KindStatus, transport.KindOnline, transport.KindTelemetry} {
+	for i, kind := range []string{transport.KindStatus, transport.KindOnline, transport.KindTelemetry, transport.KindInventory} {
 		if err := broker.Subscribe(transport.DeviceFilter(kind), 1+i, h); err != nil {
 			return err
 		}
@@ -50,7 +50,9 @@ func (in *ingester) subscribe(broker *mqtt.Server) error {
 	return nil
 }
 
-// run stores messages until ctx ends.
+// run stores messages until ctx ends (serve's Close, once the broker has
+// stopped), then what is still queued. A message being stored finishes:
+// the database calls run without ctx's cancellation.
 func (in *ingester) run(ctx context.Context) {
 	defer close(in.done)
 	prune := time.NewTicker(pruneEvery)
@@ -58,7 +60,14 @@ func (in *ingester) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			for {
+				select {
+				case m := <-in.queue:
+					in.ingest(context.WithoutCancel(ctx), m)
+				default:
+					return
+				}
+			}
 		case <-prune.C:
 			if n, err := in.store.Prune(ctx); err != nil {
 				in.log.Warn("prune", "err", err)
@@ -71,7 +80,7 @@ func (in *ingester) run(ctx context.Context) {
 				in.log.Debug("telemetry downsampled", "rows", n)
 			}
 		case m := <-in.queue:
-			in.ingest(ctx, m)
+			in.ingest(context.WithoutCancel(ctx), m)
 		}
 	}
 }
@@ -99,6 +108,18 @@ func (in *ingester) ingest(ctx context.Context, m message) {
 		err = in.store.SetOnline(ctx, ev.Device, ev.Online)
 	case transport.KindTelemetry:
 		err = in.store.IngestTelemetry(ctx, ev.Telemetry)
+	case transport.KindInventory:
+		inv := ev.Inventory
+		groups := inv.Groups
+		if groups == nil {
+			groups = []string{} // a device that follows no group any more
+		}
+		labels := inv.Labels
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		err = in.store.UpsertInventory(ctx, store.Inventory{Device: inv.Device, Board: inv.Board, Arch: inv.Arch,
+			AgentVersion: inv.AgentVersion, Groups: groups, Labels: labels})
 	}
 	if err != nil {
 		in.log.Error("store", "kind", ev.Kind, "device", ev.Device, "err", err)

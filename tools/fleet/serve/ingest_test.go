@@ -11,7 +11,7 @@ import (
 	"github.com/graft-dev/graft/transport"
 )
 
-// TestIngestIntoStore: statuses, online flags and telemetry published to
+// TestIngestIntoStore: statuses, online flags, telemetry and inventory published to
 // serve's broker land in the fleet's database, a redelivered status once,
 // a malformed one not at all; and they are there after serve restarts.
 func TestIngestIntoStore(t *testing.T) {
@@ -49,17 +49,21 @@ func TestIngestIntoStore(t *testing.T) {
 	pub(transport.OnlineTopic("d1"), transport.EncodeOnline(true))
 	tel, _ := transport.EncodeTelemetry(transport.Telemetry{Device: "d1", AgentVersion: "1.2.3"})
 	pub(transport.TelemetryTopic("d1"), tel)
+	inv, _ := transport.EncodeInventory(transport.Inventory{Device: "d1", Board: "sim", Arch: "arm64", Groups: []string{"lab"},
+		Labels: map[string]string{"cluster": "a"}})
+	pub(transport.InventoryTopic("d1"), inv)
 
 	deadline := time.Now().Add(10 * time.Second)
 	var d store.Device
 	for time.Now().Before(deadline) {
 		d, err = db.Device(ctx, "d1")
-		if err == nil && d.AgentVersion == "1.2.3" && d.Online != nil {
+		if err == nil && d.AgentVersion == "1.2.3" && d.Online != nil && d.Board != "" {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if d.State != transport.StateCommitted || d.Installed != "v2" || d.Online == nil || !*d.Online || d.AgentVersion != "1.2.3" {
+	if d.State != transport.StateCommitted || d.Installed != "v2" || d.Online == nil || !*d.Online || d.AgentVersion != "1.2.3" ||
+		d.Board != "sim" || d.Arch != "arm64" || len(d.Groups) != 1 || d.Groups[0] != "lab" || d.Labels["cluster"] != "a" {
 		t.Fatalf("device d1 = %+v (%v)", d, err)
 	}
 	s.Close()

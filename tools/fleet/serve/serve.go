@@ -281,3 +281,16 @@ func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 	return minLevel{h: m.h.WithAttrs(a), min: m.min}
 }
 func (m minLevel) WithGroup(n string) slog.Handler { return minLevel{h: m.h.WithGroup(n), min: m.min} }
+
+// ErrNoInline: Publish needs a server started with a Store.
+var ErrNoInline = errors.New("serve: publishing needs a server started with a store")
+
+// Publish sends a message from the fleet itself through the broker (QoS
+// 1), as the rollout controller notifies devices. It needs a Store in
+// Options.
+func (s *Server) Publish(topic string, payload []byte, retain bool) error {
+	if s.ingest == nil {
+		return ErrNoInline
+	}
+	return s.broker.Publish(topic, payload, retain, 1)
+}

@@ -178,3 +178,44 @@ func (s *Store) SetOutcome(ctx context.Context, id, device, outcome, reason stri
 	}
 	return nil
 }
+
+// UpdateRolloutIf writes r's state, reason, wave and wave start only if
+// the stored state is still from: the controller and the rollout
+// commands never overwrite each other's change (a pause is not undone by
+// a controller step that read the rollout before it). It reports
+// whether it wrote.
+func (s *Store) UpdateRolloutIf(ctx context.Context, r Rollout, from string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE rollouts SET state = ?, reason = ?, wave = ?, wave_started = ?, updated = ?
+		WHERE id = ? AND state = ?`, r.State, r.Reason, r.Wave, r.WaveStartedMS, s.now().UnixMilli(), r.ID, from)
+	if err != nil {
+		return false, fmt.Errorf("store: update rollout %s: %w", r.ID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// RecordOutcome sets the final outcome of device in every rollout of
+// release that is running or paused and has notified it and not yet seen
+// it finish. It returns how many memberships changed.
+func (s *Store) RecordOutcome(ctx context.Context, device, release, outcome, reason string, states ...string) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE rollout_devices SET outcome = ?, reason = ?, finished = ?
+		WHERE device = ? AND notice_id <> '' AND finished = 0
+		AND rollout IN (SELECT id FROM rollouts WHERE release = ? AND state IN (SELECT value FROM json_each(?)))`,
+		outcome, reason, s.now().UnixMilli(), device, release, mustJSON(states))
+	if err != nil {
+		return 0, fmt.Errorf("store: outcome of %s in %s: %w", device, release, err)
+	}
+	return res.RowsAffected()
+}
+
+// SetSpec replaces rollout id's parameters.
+func (s *Store) SetSpec(ctx context.Context, id string, spec json.RawMessage) error {
+	res, err := s.db.ExecContext(ctx, "UPDATE rollouts SET spec_json = ?, updated = ? WHERE id = ?", string(spec), s.now().UnixMilli(), id)
+	if err != nil {
+		return fmt.Errorf("store: spec of %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: rollout %q", ErrNotFound, id)
+	}
+	return nil
+}
