@@ -56,7 +56,7 @@ vet:
 test: deps vet
 	$(GO) test -count=1 -timeout 20m ./... github.com/theupdateframework/go-tuf/v2/metadata/updater
 
-## bench: A/B install throughput vs dd+sha256sum, idle RSS, live-patch stop times, binary sizes and dependency costs (figures only, no timed assertions)
+## bench: A/B install throughput vs dd+sha256sum, idle RSS, live-patch stop times, telemetry costs, binary sizes and dependency costs (figures only, no timed assertions)
 bench: deps
 	@echo "== install vs dd+sha256sum, idle RSS (shared machine: figures are noisy)"
 	@log=$$(mktemp); GRAFT_BENCH=1 $(GO) test -count=1 -timeout 10m -v -run '^(TestInstallVsDD|TestIdleRSSBench)$$' ./agent/slot/ ./agent/daemon/ >$$log 2>&1; \
@@ -73,6 +73,9 @@ bench: deps
 	@echo "== graft-agent footprint: sizes against the previous release, package init cost"
 	@log=$$(mktemp); GRAFT_BENCH=1 $(GO) test -count=1 -timeout 10m -v -run '^TestFootprintBench$$' ./cross/ >$$log 2>&1; \
 	  rc=$$?; if [ $$rc -ne 0 ]; then cat $$log; else grep -E '^footprint:' $$log; fi; rm -f $$log; exit $$rc
+	@echo "== telemetry: one sample on the device (time, allocations), reports stored per second by serve, a /metrics scrape of 10,000 devices"
+	@log=$$(mktemp); $(GO) test -count=1 -run '^$$' -bench '^(BenchmarkSample|BenchmarkIngestTelemetry|BenchmarkScrape10k)$$' -benchtime 2s ./agent/telemetry/ ./tools/fleet/store/ ./tools/fleet/metrics/ >$$log 2>&1; \
+	  rc=$$?; if [ $$rc -ne 0 ]; then cat $$log; else grep -E '^Benchmark' $$log; fi; rm -f $$log; exit $$rc
 	@echo "== device binary sizes and dependency costs"
 	$(GO) run ./cross/cmd/graft-cross -version $(VERSION) -out out -deps
 

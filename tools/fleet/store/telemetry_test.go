@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -110,4 +111,27 @@ func TestTelemetryDownsample(t *testing.T) {
 	if h, _ = s.TelemetryHistory(ctx, "d1", 0); len(h) != 0 {
 		t.Fatalf("past retention: %+v", h)
 	}
+}
+
+// BenchmarkIngestTelemetry: reports stored per second by one writer (the
+// sample, the latest report and the inventory, one transaction each).
+func BenchmarkIngestTelemetry(b *testing.B) {
+	ctx := context.Background()
+	s, err := store.Open(ctx, filepath.Join(b.TempDir(), "fleet.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	devs := make([]string, 1000)
+	for i := range devs {
+		devs[i] = "dev-" + strconv.Itoa(i)
+	}
+	var seq uint64
+	for b.Loop() {
+		seq++
+		if err := s.IngestTelemetry(ctx, report(devs[seq%uint64(len(devs))], seq, 45000, 20)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reports/s")
 }
