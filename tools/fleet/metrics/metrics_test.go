@@ -2,13 +2,17 @@ package metrics_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/graft-dev/graft/tools/fleet/metrics"
@@ -119,4 +123,69 @@ func BenchmarkScrape10k(b *testing.B) {
 		size = int(n)
 	}
 	b.ReportMetric(float64(size), "bytes/scrape")
+}
+
+// The Grafana dashboard in docs/ asks only for metrics the collector
+// exports, in queries Prometheus parses (checked by name here; the
+// Prometheus test runs real PromQL).
+func TestDashboardNamesExportedMetrics(t *testing.T) {
+	dash := readDashboard(t)
+	known := map[string]bool{}
+	descs := make(chan *prometheus.Desc, 64)
+	metrics.New(nil, 0, nil).Describe(descs)
+	close(descs)
+	for d := range descs {
+		if m := regexp.MustCompile(`fqName: "([a-z0-9_]+)"`).FindStringSubmatch(d.String()); m != nil {
+			known[m[1]] = true
+		}
+	}
+	if len(known) < 10 {
+		t.Fatalf("collector describes %d metrics", len(known))
+	}
+	var exprs int
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			exprs++
+			for _, name := range regexp.MustCompile(`graft_[a-z0-9_]+`).FindAllString(tg.Expr, -1) {
+				if !known[name] {
+					t.Errorf("panel %q asks for %s, which the collector does not export", p.Title, name)
+				}
+			}
+		}
+	}
+	if exprs < 10 {
+		t.Fatalf("dashboard has %d queries", exprs)
+	}
+}
+
+type dashboard struct {
+	Panels []struct {
+		Title   string `json:"title"`
+		Targets []struct {
+			Expr string `json:"expr"`
+		} `json:"targets"`
+	} `json:"panels"`
+}
+
+func readDashboard(t *testing.T) dashboard {
+	t.Helper()
+	b, err := os.ReadFile("../../../docs/grafana/graft-fleet.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d dashboard
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func dashboardExprs(t *testing.T) []string {
+	var out []string
+	for _, p := range readDashboard(t).Panels {
+		for _, tg := range p.Targets {
+			out = append(out, tg.Expr)
+		}
+	}
+	return out
 }

@@ -113,6 +113,14 @@ func TestPrometheusScrapesServe(t *testing.T) {
 	if v, err := prom.query(ctx, `count(graft_device_uptime_seconds)`); err != nil || v != float64(len(ids)) {
 		t.Fatalf("per-device series for %v devices, %v", v, err)
 	}
+	// Every query of the Grafana dashboard in docs/ is PromQL this
+	// Prometheus accepts.
+	for _, q := range dashboardExprs(t) {
+		q = strings.NewReplacer("$device", ".*", "$rollout", ".*").Replace(q)
+		if _, err := prom.query(ctx, q); err != nil && !errors.Is(err, errNoSample) {
+			t.Errorf("dashboard query %s: %v", q, err)
+		}
+	}
 }
 
 func waitUntil(t *testing.T, d time.Duration, ok func() bool, what string) {
@@ -223,7 +231,7 @@ func (p *promServer) query(ctx context.Context, q string) (float64, error) {
 	if body.Status != "success" {
 		return 0, fmt.Errorf("query %s: %s", q, body.Error)
 	}
-	if len(body.Data.Result) != 1 {
+	if len(body.Data.Result) != 1 || len(body.Data.Result[0].Value) < 2 {
 		return 0, fmt.Errorf("%w: %s gave %d samples", errNoSample, q, len(body.Data.Result))
 	}
 	s, _ := body.Data.Result[0].Value[1].(string)
