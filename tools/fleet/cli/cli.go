@@ -53,7 +53,7 @@ func commands() []command {
 		notifyCmd(),
 		statusCmd(),
 		devicesCmd(), historyCmd(),
-		serveCmd(), simulateCmd(),
+		serveCmd(), simulateCmd(), ingestCmd(),
 		patchBuildCmd(), patchShowCmd(),
 	}, rolloutCmds()...)
 }
