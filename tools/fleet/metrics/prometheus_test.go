@@ -39,7 +39,8 @@ func TestPrometheusScrapesServe(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"), store.Options{})
+	dbPath := filepath.Join(t.TempDir(), "fleet.db")
+	db, err := store.Open(ctx, dbPath, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +113,27 @@ func TestPrometheusScrapesServe(t *testing.T) {
 	}
 	if v, err := prom.query(ctx, `count(graft_device_uptime_seconds)`); err != nil || v != float64(len(ids)) {
 		t.Fatalf("per-device series for %v devices, %v", v, err)
+	}
+	// The broker (serve) goes away: the fleet's view of every device and
+	// its latest report is still whole, from the database, as
+	// `graft-fleet devices` reads it.
+	srv.Close()
+	ro, err := store.Open(ctx, dbPath, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	devs, err := ro.Devices(ctx, store.Filter{})
+	if err == nil {
+		err = ro.WithTelemetry(ctx, devs)
+	}
+	if err != nil || len(devs) != len(ids) {
+		t.Fatalf("devices after serve stopped: %d, %v", len(devs), err)
+	}
+	for _, d := range devs {
+		if d.Telemetry == nil || d.Telemetry.AgentRSS <= 0 || d.Kernel == "" || d.Slot == "" {
+			t.Errorf("%s after serve stopped: %+v", d.ID, d)
+		}
 	}
 	// Every query of the Grafana dashboard in docs/ is PromQL this
 	// Prometheus accepts.
