@@ -73,13 +73,14 @@ var (
 	droppedDesc   = desc("graft_device_telemetry_dropped", "Reports the device's offline queue dropped since its agent started.", "device")
 	reconnectDesc = desc("graft_device_mqtt_reconnects", "MQTT reconnects since the device's agent started.", "device")
 	reportDesc    = desc("graft_device_last_report_timestamp_seconds", "When the fleet received the device's latest report (fleet clock).", "device")
+	durationDesc  = desc("graft_update_duration_seconds", "How long updates in the retained history took, first step to outcome (fleet clock), by path (ab: image, live: live apply) and outcome.", "path", "outcome")
 	healthDesc    = desc("graft_device_health_ok", "1 if the device's last health check passed, 0 if it failed (absent: none ran).", "device")
 )
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{devicesDesc, failuresDesc, rolloutDesc, capDesc, cappedDesc, tempDesc, loadDesc,
-		memDesc, rssDesc, diskDesc, uptimeDesc, droppedDesc, reconnectDesc, reportDesc, healthDesc} {
+		memDesc, rssDesc, diskDesc, uptimeDesc, droppedDesc, reconnectDesc, reportDesc, healthDesc, durationDesc} {
 		ch <- d
 	}
 }
@@ -93,7 +94,45 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.devices(ctx, ch)
 	c.failures(ctx, ch)
 	c.rollouts(ctx, ch)
+	c.durations(ctx, ch)
 	c.health(ctx, ch)
+}
+
+// DurationBuckets are the upper bounds of graft_update_duration_seconds:
+// a live apply takes seconds, an image download and reboot minutes.
+var DurationBuckets = []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600}
+
+func (c *Collector) durations(ctx context.Context, ch chan<- prometheus.Metric) {
+	ds, err := c.store.UpdateDurations(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(durationDesc, err)
+		return
+	}
+	type key struct{ path, outcome string }
+	type hist struct {
+		n       uint64
+		sum     float64
+		buckets map[float64]uint64
+	}
+	hs := map[key]*hist{}
+	for _, d := range ds {
+		k := key{d.Path, string(d.State)}
+		h := hs[k]
+		if h == nil {
+			h = &hist{buckets: map[float64]uint64{}}
+			hs[k] = h
+		}
+		h.n++
+		h.sum += d.Seconds
+		for _, b := range DurationBuckets {
+			if d.Seconds <= b {
+				h.buckets[b]++
+			}
+		}
+	}
+	for k, h := range hs {
+		ch <- prometheus.MustNewConstHistogram(durationDesc, h.n, h.sum, h.buckets, k.path, k.outcome)
+	}
 }
 
 func gauge(d *prometheus.Desc, v float64, labels ...string) prometheus.Metric {

@@ -36,8 +36,11 @@ func TestScrape(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := db.IngestStatus(ctx, transport.Status{EventID: "d0", Device: "a", State: transport.StateDownloading, Seq: 1, Release: "v2", Path: "ab"}); err != nil {
+		t.Fatal(err)
+	}
 	for i, reason := range []string{"health check broker failed", "health: exit 1", "booted the old slot: the bootloader fell back"} {
-		st := transport.Status{EventID: "e" + string(rune('0'+i)), Device: "a", State: transport.StateRolledBack, Seq: uint64(2 + i), Reason: reason}
+		st := transport.Status{EventID: "e" + string(rune('0'+i)), Device: "a", State: transport.StateRolledBack, Seq: uint64(2 + i), Reason: reason, Release: "v2", Path: "ab"}
 		if _, err := db.IngestStatus(ctx, st); err != nil {
 			t.Fatal(err)
 		}
@@ -58,6 +61,7 @@ func TestScrape(t *testing.T) {
 		`graft_device_temperature_celsius{device="b"} 41`,
 		`graft_device_series_capped 1`,
 		`graft_device_health_ok{device="a"} 1`,
+		`graft_update_duration_seconds_count{outcome="rolled-back",path="ab"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("scrape lacks %s\n%s", want, body)

@@ -314,3 +314,46 @@ func (s *Store) WithTelemetry(ctx context.Context, devs []Device) error {
 	}
 	return nil
 }
+
+// Duration is how long one update took, by the fleet's clock: from the
+// first status of its attempt (downloading, installing, ...) to its final
+// one.
+type Duration struct {
+	Path    string // ab or live, as the final status says
+	State   transport.State
+	Seconds float64
+}
+
+// UpdateDurations returns the durations of the updates in the retained
+// history that ended committed, rolled back or failed.
+func (s *Store) UpdateDurations(ctx context.Context) ([]Duration, error) {
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT f.path, f.state, f.received - (
+			SELECT MIN(b.received) FROM events b
+			WHERE b.device = f.device AND b.release = f.release AND b.received <= f.received
+			  AND b.state IN ('downloading', 'installing', 'rebooting', 'verifying')
+			  AND NOT EXISTS (SELECT 1 FROM events p WHERE p.device = f.device AND p.release = f.release
+			      AND p.state IN ('committed', 'rolled-back', 'failed') AND p.received < f.received AND p.received >= b.received))
+		FROM events f WHERE f.state IN ('committed', 'rolled-back', 'failed') AND f.release != ''`)
+	if err != nil {
+		return nil, fmt.Errorf("store: update durations: %w", err)
+	}
+	defer rows.Close()
+	var out []Duration
+	for rows.Next() {
+		var (
+			d  Duration
+			st string
+			ms sql.NullInt64
+		)
+		if err := rows.Scan(&d.Path, &st, &ms); err != nil {
+			return nil, fmt.Errorf("store: update durations: %w", err)
+		}
+		if !ms.Valid { // no start kept (pruned, or a refusal before any step)
+			continue
+		}
+		d.State, d.Seconds = transport.State(st), float64(ms.Int64)/1000
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}

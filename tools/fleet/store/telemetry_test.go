@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -134,4 +135,39 @@ func BenchmarkIngestTelemetry(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reports/s")
+}
+
+func TestUpdateDurations(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.UnixMilli(1_700_000_000_000)}
+	s := open(t, filepath.Join(t.TempDir(), "fleet.db"), c, store.Options{})
+	var seq uint64
+	emit := func(dev string, st transport.State, release, path string, after time.Duration) {
+		t.Helper()
+		c.t = c.t.Add(after)
+		seq++
+		if _, err := s.IngestStatus(ctx, transport.Status{EventID: fmt.Sprint("e", seq), Device: dev, Seq: seq, State: st, Release: release, Path: path}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	emit("d1", transport.StateDownloading, "v2", "ab", 0)
+	emit("d1", transport.StateRebooting, "v2", "ab", 30*time.Second)
+	emit("d1", transport.StateCommitted, "v2", "ab", 60*time.Second) // 90 s
+	emit("d2", transport.StateInstalling, "v3", "live", time.Hour)
+	emit("d2", transport.StateFailed, "v3", "live", 2*time.Second)    // 2 s
+	emit("d2", transport.StateInstalling, "v3", "live", time.Hour)    // tried again for another notice
+	emit("d2", transport.StateCommitted, "v3", "live", 3*time.Second) // 3 s, not 1 h
+	emit("d3", transport.StateRefused, "v2", "", 0)
+	ds, err := s.UpdateDurations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, d := range ds {
+		got[d.Path+" "+string(d.State)] = d.Seconds
+	}
+	want := map[string]float64{"ab committed": 90, "live failed": 2, "live committed": 3}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("durations %v, want %v", got, want)
+	}
 }
