@@ -67,6 +67,9 @@ bench: deps
 	@echo "== go test -bench BenchmarkInstall (64 MiB image onto a file slot)"
 	@log=$$(mktemp); $(GO) test -count=1 -run '^$$' -bench '^BenchmarkInstall$$' -benchtime 3x ./agent/slot/ >$$log 2>&1; \
 	  rc=$$?; if [ $$rc -ne 0 ]; then cat $$log; else grep -E '^(Benchmark|cpu:)' $$log; fi; rm -f $$log; exit $$rc
+	@echo "== fleet database: status events stored per second (one transaction each, and 256 per transaction as serve stores a burst), size per million events"
+	@log=$$(mktemp); $(GO) test -count=1 -run '^$$' -bench '^BenchmarkIngestStatus(Batched)?$$' -benchtime 20000x ./tools/fleet/store/ >$$log 2>&1; \
+	  rc=$$?; if [ $$rc -ne 0 ]; then cat $$log; else grep -E '^(Benchmark|cpu:)' $$log; fi; rm -f $$log; exit $$rc
 	@echo "== kernel live patch, Debian amd64 under QEMU: agent checks, finit_module, wait until sysfs shows the transition done, and the kernel's own transition time from its log"
 	@log=$$(mktemp); $(GO) test -count=1 -timeout 15m -v -run '^TestKLPAgentAMD64$$' ./test/arm64-qemu/ >$$log 2>&1; \
 	  rc=$$?; if [ $$rc -ne 0 ]; then tail -50 $$log; else grep -E 'klp-bench:' $$log; fi; rm -f $$log; exit $$rc

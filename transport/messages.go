@@ -56,26 +56,28 @@ const (
 
 // Status is one event in a device's update lifecycle. Devices publish it
 // retained, so the topic always holds the latest; the fleet de-duplicates
-// redeliveries on EventID.
+// redeliveries on EventID. Its JSON names are those of the fleet's event
+// schema (docs/fleet.md), so `status --follow --json` and `history
+// --json` read alike.
 type Status struct {
-	EventID      string `cbor:"1,keyasint"`            // unique per event; the fleet de-duplicates on it
-	Device       string `cbor:"2,keyasint"`            // device ID
-	Time         int64  `cbor:"3,keyasint,omitempty"`  // unix ms
-	State        State  `cbor:"4,keyasint"`            // lifecycle state
-	Release      string `cbor:"5,keyasint,omitempty"`  // release concerned
-	Sequence     uint64 `cbor:"6,keyasint,omitempty"`  // manifest sequence
-	Path         string `cbor:"7,keyasint,omitempty"`  // PathAB, PathLive or ""
-	Reason       string `cbor:"8,keyasint,omitempty"`  // why (refusal, failure, rollback reason, path choice)
-	Slot         string `cbor:"9,keyasint,omitempty"`  // booted slot
-	Done         int64  `cbor:"10,keyasint,omitempty"` // download/install progress bytes
-	Total        int64  `cbor:"11,keyasint,omitempty"` // bytes expected
-	AgentVersion string `cbor:"12,keyasint,omitempty"` // agent build
-	Installed    string `cbor:"13,keyasint,omitempty"` // release running now
+	EventID      string `cbor:"1,keyasint" json:"event_id"`                           // unique per event; the fleet de-duplicates on it
+	Device       string `cbor:"2,keyasint" json:"device"`                             // device ID
+	Time         int64  `cbor:"3,keyasint,omitempty" json:"device_time_ms,omitempty"` // unix ms
+	State        State  `cbor:"4,keyasint" json:"state"`                              // lifecycle state
+	Release      string `cbor:"5,keyasint,omitempty" json:"release,omitempty"`        // release concerned
+	Sequence     uint64 `cbor:"6,keyasint,omitempty" json:"sequence,omitempty"`       // manifest sequence
+	Path         string `cbor:"7,keyasint,omitempty" json:"path,omitempty"`           // PathAB, PathLive or ""
+	Reason       string `cbor:"8,keyasint,omitempty" json:"reason,omitempty"`         // why (refusal, failure, rollback reason, path choice)
+	Slot         string `cbor:"9,keyasint,omitempty" json:"slot,omitempty"`           // booted slot
+	Done         int64  `cbor:"10,keyasint,omitempty" json:"done,omitempty"`          // download/install progress bytes
+	Total        int64  `cbor:"11,keyasint,omitempty" json:"total,omitempty"`         // bytes expected
+	AgentVersion string `cbor:"12,keyasint,omitempty" json:"agent_version,omitempty"` // agent build
+	Installed    string `cbor:"13,keyasint,omitempty" json:"installed,omitempty"`     // release running now
 	// Seq is the device's own event counter: larger for every later
 	// event, across restarts and power cuts. The fleet orders a device's
 	// statuses by it, not by Time (a device without an RTC may report
 	// 1970 after a power cut). 0: not counted (an older agent).
-	Seq uint64 `cbor:"256,keyasint,omitempty"` // an extension key: older fleets ignore it
+	Seq uint64 `cbor:"256,keyasint,omitempty" json:"seq,omitempty"` // an extension key: older fleets ignore it
 }
 
 // Telemetry is a device's periodic health and inventory report. Keys 1 to

@@ -49,7 +49,7 @@ type command struct {
 func commands() []command {
 	return append([]command{
 		repoInitCmd(), repoAddTargetCmd(), repoPublishCmd(), repoTimestampCmd(), repoRootCmd(),
-		releaseAddCmd(),
+		releaseAddCmd(), releaseListCmd(), releaseShowCmd(),
 		notifyCmd(),
 		statusCmd(),
 		devicesCmd(), historyCmd(),

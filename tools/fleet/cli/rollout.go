@@ -55,6 +55,7 @@ func rolloutCreateCmd() command {
 			timeout := fs.Duration("timeout", 2*time.Hour, "per device: no final status this long after its notice is a failure (timed out)")
 			window := fs.String("window", "", "notify only between `HH:MM-HH:MM`, fleet local time")
 			maxConc := fs.Int("max-concurrent", 0, "at most `N` devices in progress at once (0: no limit)")
+			rate := fs.Int("rate", 0, "at most `N` notices a minute, so a large wave does not hit the repository at once (0: no limit)")
 			asJSON := fs.Bool("json", false, "print the rollout as JSON")
 			return func(ctx context.Context, args []string) error {
 				if err := wantArgs(args, 0, "no arguments"); err != nil {
@@ -66,7 +67,7 @@ func rolloutCreateCmd() command {
 				if err := requireFlag("target", *target); err != nil {
 					return err
 				}
-				spec := rollout.Spec{Soak: *soak, MinSample: *minSample, Timeout: *timeout, MaxConcurrent: *maxConc}
+				spec := rollout.Spec{Soak: *soak, MinSample: *minSample, Timeout: *timeout, MaxConcurrent: *maxConc, Rate: *rate}
 				var err error
 				if spec.Waves, err = rollout.ParseWaves(*waves); err != nil {
 					return usagef("--waves: %v", err)
@@ -81,8 +82,8 @@ func rolloutCreateCmd() command {
 					}
 					spec.Window = &w
 				}
-				if *soak < 0 || *timeout <= 0 || *minSample < 1 || *maxConc < 0 {
-					return usagef("--soak must not be negative, --timeout and --min-sample must be positive, --max-concurrent not negative")
+				if *soak < 0 || *timeout <= 0 || *minSample < 1 || *maxConc < 0 || *rate < 0 {
+					return usagef("--soak, --max-concurrent and --rate must not be negative, --timeout and --min-sample must be positive")
 				}
 				if *manifest == "" {
 					*manifest = release.ManifestTarget(*rel)
@@ -270,6 +271,9 @@ func printRollout(w io.Writer, v rolloutctl.View) error {
 	fmt.Fprintf(w, "spec    waves %s, soak %s, max failures %s (min sample %d), timeout %s", s.Waves, s.Soak, s.MaxFailures, s.MinSample, s.Timeout)
 	if s.MaxConcurrent > 0 {
 		fmt.Fprintf(w, ", max concurrent %d", s.MaxConcurrent)
+	}
+	if s.Rate > 0 {
+		fmt.Fprintf(w, ", rate %d a minute", s.Rate)
 	}
 	if s.Window != "" {
 		fmt.Fprintf(w, ", window %s", s.Window)

@@ -208,6 +208,15 @@ func Decide(st State, now time.Time) Decision {
 	if st.Spec.MaxConcurrent > 0 {
 		room = min(room, st.Spec.MaxConcurrent-all.InProgress)
 	}
+	if st.Spec.Rate > 0 {
+		recent := 0
+		for _, m := range ms {
+			if !m.Notified.IsZero() && now.Sub(m.Notified) < time.Minute {
+				recent++
+			}
+		}
+		room = min(room, st.Spec.Rate-recent)
+	}
 	for _, m := range ms {
 		if room <= 0 {
 			break
@@ -218,7 +227,8 @@ func Decide(st State, now time.Time) Decision {
 		}
 	}
 	if len(d.Notify) == 0 && all.Pending > 0 {
-		d.Waiting = fmt.Sprintf("%d in progress (--max-concurrent %d)", all.InProgress, st.Spec.MaxConcurrent)
+		d.Waiting = fmt.Sprintf("%d pending: %d in progress (--max-concurrent %d), --rate %d a minute",
+			all.Pending, all.InProgress, st.Spec.MaxConcurrent, st.Spec.Rate)
 	}
 	return d
 }

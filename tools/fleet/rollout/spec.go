@@ -76,6 +76,7 @@ type Spec struct {
 	MinSample     int           `json:"min_sample"` // finished devices before a percentage is judged mid-wave
 	Timeout       time.Duration `json:"timeout_ns"` // per device, from its notice
 	MaxConcurrent int           `json:"max_concurrent,omitempty"`
+	Rate          int           `json:"rate_per_min,omitempty"` // notices per minute at most, so a large wave does not hit the repository at once
 	Window        *Window       `json:"window,omitempty"`
 }
 

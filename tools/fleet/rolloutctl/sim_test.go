@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 
 // fleet is graft-fleet serve in-process: broker, database, controller.
 type fleet struct {
+	skew   atomic.Int64 // added to the controller's clock, ns
 	srv    *serve.Server
 	db     *store.Store
 	path   string
@@ -43,14 +45,16 @@ func startFleet(t *testing.T, path, mqttAddr string) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctl := rolloutctl.New(db, rolloutctl.Options{Tick: 50 * time.Millisecond})
+	f := &fleet{path: path, cancel: cancel, done: make(chan struct{})}
+	ctl := rolloutctl.New(db, rolloutctl.Options{Tick: 50 * time.Millisecond,
+		Now: func() time.Time { return time.Now().Add(time.Duration(f.skew.Load())) }})
 	srv, err := serve.Start(ctx, serve.Options{MetadataDir: t.TempDir(), TargetsDir: t.TempDir(),
 		MQTTAddr: mqttAddr, HTTPAddr: "127.0.0.1:0", Store: db, Observer: ctl})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctl.SetPublisher(srv)
-	f := &fleet{srv: srv, db: db, path: path, cancel: cancel, done: make(chan struct{})}
+	f.srv, f.db = srv, db
 	go func() { defer close(f.done); ctl.Run(ctx) }()
 	t.Cleanup(f.stop)
 	return f
@@ -383,4 +387,33 @@ func retainedNotices(t *testing.T, url string) int {
 	mu.Lock()
 	defer mu.Unlock()
 	return n
+}
+
+// TestClosedWindowDefers: outside its window a rollout notifies nobody and
+// says so; once the window opens the wave goes out.
+func TestClosedWindowDefers(t *testing.T) {
+	f := startFleet(t, filepath.Join(t.TempDir(), "fleet.db"), "127.0.0.1:0")
+	now := time.Now()
+	window := now.Add(2*time.Hour).Format("15:04") + "-" + now.Add(3*time.Hour).Format("15:04")
+	f.cli(t, "rollout", "create", "--release", "v2", "--target", "devices:ghost-1", "--waves", "100%", "--timeout", "1h", "--window", window)
+	time.Sleep(300 * time.Millisecond) // several controller steps
+	out, _ := f.cli(t, "rollout", "show", "v2", "--members")
+	if !strings.Contains(out, "closed: 1 devices deferred") || !strings.Contains(out, "ghost-1  1     pending") {
+		t.Fatalf("a closed window did not defer the wave:\n%s", out)
+	}
+	if n := retainedNotices(t, f.srv.MQTTURL()); n != 0 {
+		t.Fatalf("%d notices sent outside the window", n)
+	}
+	f.skew.Store(int64(2*time.Hour + 30*time.Minute))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ms, _ := f.db.Members(t.Context(), "v2")
+		if len(ms) == 1 && ms[0].NoticeID != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the open window never let the wave out: %+v", ms)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -41,6 +41,7 @@ type SpecView struct {
 	MinSample     int    `json:"min_sample"`
 	Timeout       string `json:"timeout"`
 	MaxConcurrent int    `json:"max_concurrent,omitempty"`
+	Rate          int    `json:"rate_per_min,omitempty"`
 	Window        string `json:"window,omitempty"`
 }
 
@@ -60,7 +61,7 @@ func Summarize(r store.Rollout, st rollout.State, ms []store.Member, now time.Ti
 		v.Totals.Add(m.Outcome)
 	}
 	v.Spec = SpecView{Waves: strings.Join(sizes, ","), Soak: st.Spec.Soak.String(), MaxFailures: st.Spec.MaxFailures.String(),
-		MinSample: st.Spec.MinSample, Timeout: st.Spec.Timeout.String(), MaxConcurrent: st.Spec.MaxConcurrent}
+		MinSample: st.Spec.MinSample, Timeout: st.Spec.Timeout.String(), MaxConcurrent: st.Spec.MaxConcurrent, Rate: st.Spec.Rate}
 	if st.Spec.Window != nil {
 		v.Spec.Window = st.Spec.Window.String()
 	}

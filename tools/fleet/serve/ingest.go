@@ -50,23 +50,40 @@ func (in *ingester) subscribe(broker *mqtt.Server) error {
 	return nil
 }
 
+// maxBatch is how many queued messages one transaction stores at most.
+const maxBatch = 256
+
 // run stores messages until ctx ends (serve's Close, once the broker has
-// stopped), then what is still queued. A message being stored finishes:
-// the database calls run without ctx's cancellation.
+// stopped), then what is still queued. What is queued when a message
+// arrives is stored with it in one transaction. A batch being stored
+// finishes: the database calls run without ctx's cancellation.
 func (in *ingester) run(ctx context.Context) {
 	defer close(in.done)
 	prune := time.NewTicker(pruneEvery)
 	defer prune.Stop()
+	bg := context.WithoutCancel(ctx)
+	batch := make([]message, 0, maxBatch)
+	// take appends what is queued, up to maxBatch, without waiting.
+	take := func() {
+		for len(batch) < maxBatch {
+			select {
+			case m := <-in.queue:
+				batch = append(batch, m)
+			default:
+				return
+			}
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			for {
-				select {
-				case m := <-in.queue:
-					in.ingest(context.WithoutCancel(ctx), m)
-				default:
+				batch = batch[:0]
+				take()
+				if len(batch) == 0 {
 					return
 				}
+				in.ingest(bg, batch)
 			}
 		case <-prune.C:
 			if n, err := in.store.Prune(ctx); err != nil {
@@ -80,48 +97,68 @@ func (in *ingester) run(ctx context.Context) {
 				in.log.Debug("telemetry downsampled", "rows", n)
 			}
 		case m := <-in.queue:
-			in.ingest(context.WithoutCancel(ctx), m)
+			batch = append(batch[:0], m)
+			take()
+			in.ingest(bg, batch)
 		}
 	}
 }
 
-func (in *ingester) ingest(ctx context.Context, m message) {
-	ev, err := fleetstate.Decode(m.topic, m.payload)
+// ingest stores msgs in one transaction, then tells the observer about
+// the fresh statuses.
+func (in *ingester) ingest(ctx context.Context, msgs []message) {
+	var fresh []transport.Status
+	err := in.store.Batch(ctx, func(b *store.Batch) error {
+		fresh = fresh[:0]
+		for _, m := range msgs {
+			ev, err := fleetstate.Decode(m.topic, m.payload)
+			if err != nil {
+				in.log.Warn("ignored message", "topic", m.topic, "err", err)
+				continue
+			}
+			if ev.Cleared {
+				continue
+			}
+			switch ev.Kind {
+			case transport.KindStatus:
+				var ok bool
+				if ok, err = b.IngestStatus(ev.Status); ok {
+					fresh = append(fresh, ev.Status)
+				}
+			case transport.KindOnline:
+				err = b.SetOnline(ev.Device, ev.Online)
+			case transport.KindTelemetry:
+				err = b.IngestTelemetry(ev.Telemetry)
+			case transport.KindInventory:
+				err = b.UpsertInventory(inventory(ev.Inventory))
+			}
+			if err != nil {
+				in.log.Error("store", "kind", ev.Kind, "device", ev.Device, "err", err)
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		in.log.Warn("ignored message", "topic", m.topic, "err", err)
+		in.log.Error("store batch", "messages", len(msgs), "err", err)
 		return
 	}
-	if ev.Cleared {
-		return
+	if in.obs != nil {
+		for _, s := range fresh {
+			in.obs.Observe(ctx, s)
+		}
 	}
-	switch ev.Kind {
-	case transport.KindStatus:
-		fresh, err := in.store.IngestStatus(ctx, ev.Status)
-		if err != nil {
-			in.log.Error("store status", "device", ev.Device, "err", err)
-			return
-		}
-		if fresh && in.obs != nil {
-			in.obs.Observe(ctx, ev.Status)
-		}
-	case transport.KindOnline:
-		err = in.store.SetOnline(ctx, ev.Device, ev.Online)
-	case transport.KindTelemetry:
-		err = in.store.IngestTelemetry(ctx, ev.Telemetry)
-	case transport.KindInventory:
-		inv := ev.Inventory
-		groups := inv.Groups
-		if groups == nil {
-			groups = []string{} // a device that follows no group any more
-		}
-		labels := inv.Labels
-		if labels == nil {
-			labels = map[string]string{}
-		}
-		err = in.store.UpsertInventory(ctx, store.Inventory{Device: inv.Device, Board: inv.Board, Arch: inv.Arch,
-			AgentVersion: inv.AgentVersion, Groups: groups, Labels: labels})
+}
+
+// inventory is a device's reported inventory as the store keeps it: a
+// device that reports no groups or labels has none (not "unchanged").
+func inventory(inv transport.Inventory) store.Inventory {
+	groups, labels := inv.Groups, inv.Labels
+	if groups == nil {
+		groups = []string{}
 	}
-	if err != nil {
-		in.log.Error("store", "kind", ev.Kind, "device", ev.Device, "err", err)
+	if labels == nil {
+		labels = map[string]string{}
 	}
+	return store.Inventory{Device: inv.Device, Board: inv.Board, Arch: inv.Arch, AgentVersion: inv.AgentVersion,
+		Groups: groups, Labels: labels}
 }

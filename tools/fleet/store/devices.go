@@ -34,12 +34,33 @@ type Device struct {
 	Path         string            `json:"path,omitempty"`
 	Reason       string            `json:"reason,omitempty"`
 	EventID      string            `json:"event_id,omitempty"` // newest status applied
-	FirstSeenMS  int64             `json:"first_seen_ms"`      // fleet clock
-	LastSeenMS   int64             `json:"last_seen_ms"`       // fleet clock
+	// Outcome is how the device's last update ended (its last committed,
+	// rolled-back, failed or refused status), kept when idle statuses
+	// follow; nil if none yet.
+	Outcome     *Outcome `json:"last_outcome"`
+	FirstSeenMS int64    `json:"first_seen_ms"` // fleet clock
+	LastSeenMS  int64    `json:"last_seen_ms"`  // fleet clock
 	// Telemetry is the device's latest report (by its event counter) and
 	// TelemetryMS when the fleet received it; filled by WithTelemetry.
 	Telemetry   *transport.Telemetry `json:"telemetry,omitempty"`
 	TelemetryMS int64                `json:"telemetry_ms,omitempty"`
+}
+
+// Outcome is a device's last final status.
+type Outcome struct {
+	State   transport.State `json:"state"` // committed, rolled-back, failed or refused
+	Release string          `json:"release,omitempty"`
+	Reason  string          `json:"reason,omitempty"`
+	EventID string          `json:"event_id"`
+}
+
+// finalState reports whether s ends an update.
+func finalState(s transport.State) bool {
+	switch s {
+	case transport.StateCommitted, transport.StateRolledBack, transport.StateFailed, transport.StateRefused:
+		return true
+	}
+	return false
 }
 
 // Inventory is what a device tells about itself, apart from its status.
@@ -74,17 +95,43 @@ type Event struct {
 	Installed  string          `json:"installed,omitempty"`
 }
 
+// Batch is several writes in one transaction (serve's ingester stores
+// what the broker queued at once). Its methods check their input first: a
+// refused message returns an error and writes nothing, and the batch goes
+// on.
+type Batch struct {
+	ctx context.Context
+	tx  *sql.Tx
+	now int64
+}
+
+// Batch runs fn in one transaction, committed if fn returns nil.
+func (s *Store) Batch(ctx context.Context, fn func(*Batch) error) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		return fn(&Batch{ctx: ctx, tx: tx, now: s.now().UnixMilli()})
+	})
+}
+
 // IngestStatus records status st, received now. It returns false when
 // the event ID was already stored (a redelivery; nothing changes). The
 // device's row takes the status unless it is older than the one the row
 // holds (fleetstate.Older), but the event is kept in the history either
 // way.
 func (s *Store) IngestStatus(ctx context.Context, st transport.Status) (fresh bool, err error) {
+	err = s.Batch(ctx, func(b *Batch) error {
+		fresh, err = b.IngestStatus(st)
+		return err
+	})
+	return fresh, err
+}
+
+// IngestStatus is Store.IngestStatus in the batch.
+func (b *Batch) IngestStatus(st transport.Status) (fresh bool, err error) {
 	if err := st.Check(); err != nil {
 		return false, fmt.Errorf("store: ingest: %w", err)
 	}
-	now := s.now().UnixMilli()
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	ctx, tx, now := b.ctx, b.tx, b.now
+	err = func() error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO events
 			(event_id, device, seq, device_time, received, state, release, sequence, path, reason, slot, installed)
 			VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (event_id) DO NOTHING`,
@@ -121,8 +168,13 @@ func (s *Store) IngestStatus(ctx context.Context, st transport.Status) (fresh bo
 			WHERE id = ?`,
 			string(st.State), st.Release, int64(st.Sequence), st.Path, st.Reason, st.EventID,
 			seq, st.Time, st.Slot, st.Slot, st.Installed, st.Installed, st.AgentVersion, st.AgentVersion, st.Device)
+		if err != nil || !finalState(st.State) {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE devices SET outcome_state = ?, outcome_release = ?, outcome_reason = ?,
+			outcome_event = ? WHERE id = ?`, string(st.State), st.Release, st.Reason, st.EventID, st.Device)
 		return err
-	})
+	}()
 	if err != nil {
 		return false, fmt.Errorf("store: ingest status %s: %w", st.EventID, err)
 	}
@@ -138,63 +190,78 @@ func touch(ctx context.Context, tx *sql.Tx, id string, now int64) error {
 
 // SetOnline records a device's online flag.
 func (s *Store) SetOnline(ctx context.Context, device string, online bool) error {
+	return s.Batch(ctx, func(b *Batch) error { return b.SetOnline(device, online) })
+}
+
+// SetOnline is Store.SetOnline in the batch.
+func (b *Batch) SetOnline(device string, online bool) error {
 	if err := transport.ValidID(device); err != nil {
 		return fmt.Errorf("store: online: %w", err)
 	}
-	now := s.now().UnixMilli()
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := touch(ctx, tx, device, now); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, "UPDATE devices SET online = ? WHERE id = ?", online, device)
-		return err
-	})
+	if err := touch(b.ctx, b.tx, device, b.now); err != nil {
+		return fmt.Errorf("store: online %s: %w", device, err)
+	}
+	if _, err := b.tx.ExecContext(b.ctx, "UPDATE devices SET online = ? WHERE id = ?", online, device); err != nil {
+		return fmt.Errorf("store: online %s: %w", device, err)
+	}
+	return nil
 }
 
 // UpsertInventory records what a device reports about itself.
 func (s *Store) UpsertInventory(ctx context.Context, inv Inventory) error {
+	return s.Batch(ctx, func(b *Batch) error { return b.UpsertInventory(inv) })
+}
+
+// UpsertInventory is Store.UpsertInventory in the batch.
+func (b *Batch) UpsertInventory(inv Inventory) error {
 	if err := transport.ValidID(inv.Device); err != nil {
 		return fmt.Errorf("store: inventory: %w", err)
 	}
-	now := s.now().UnixMilli()
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := touch(ctx, tx, inv.Device, now); err != nil {
-			return err
+	ctx, tx := b.ctx, b.tx
+	if err := touch(ctx, tx, inv.Device, b.now); err != nil {
+		return err
+	}
+	set := func(col, v string) error {
+		if v == "" {
+			return nil
 		}
-		set := func(col, v string) error {
-			if v == "" {
-				return nil
-			}
-			_, err := tx.ExecContext(ctx, "UPDATE devices SET "+col+" = ? WHERE id = ?", v, inv.Device)
-			return err
-		}
-		groups, labels, live := "", "", ""
-		if inv.Groups != nil {
-			g := slices.Sorted(slices.Values(inv.Groups))
-			groups = mustJSON(slices.Compact(g))
-		}
-		if inv.Labels != nil {
-			labels = mustJSON(inv.Labels)
-		}
-		if inv.LivePatches != nil {
-			live = mustJSON(inv.LivePatches)
-		}
-		return errors.Join(set("board", inv.Board), set("arch", inv.Arch), set("kernel", inv.Kernel),
-			set("agent_version", inv.AgentVersion), set("installed", inv.Installed), set("slot", inv.Slot),
-			set("groups_json", groups), set("labels_json", labels), set("live_json", live))
-	})
+		_, err := tx.ExecContext(ctx, "UPDATE devices SET "+col+" = ? WHERE id = ?", v, inv.Device)
+		return err
+	}
+	groups, labels, live := "", "", ""
+	if inv.Groups != nil {
+		g := slices.Sorted(slices.Values(inv.Groups))
+		groups = mustJSON(slices.Compact(g))
+	}
+	if inv.Labels != nil {
+		labels = mustJSON(inv.Labels)
+	}
+	if inv.LivePatches != nil {
+		live = mustJSON(inv.LivePatches)
+	}
+	if err := errors.Join(set("board", inv.Board), set("arch", inv.Arch), set("kernel", inv.Kernel),
+		set("agent_version", inv.AgentVersion), set("installed", inv.Installed), set("slot", inv.Slot),
+		set("groups_json", groups), set("labels_json", labels), set("live_json", live)); err != nil {
+		return fmt.Errorf("store: inventory %s: %w", inv.Device, err)
+	}
+	return nil
 }
 
 // IngestTelemetry records the inventory facts a telemetry message carries,
 // and the report itself (telemetry.go).
 func (s *Store) IngestTelemetry(ctx context.Context, t transport.Telemetry) error {
+	return s.Batch(ctx, func(b *Batch) error { return b.IngestTelemetry(t) })
+}
+
+// IngestTelemetry is Store.IngestTelemetry in the batch.
+func (b *Batch) IngestTelemetry(t transport.Telemetry) error {
 	if err := t.Check(); err != nil {
 		return fmt.Errorf("store: telemetry: %w", err)
 	}
-	if err := s.UpsertInventory(ctx, Inventory{Device: t.Device, AgentVersion: t.AgentVersion, Installed: t.Installed, Slot: t.Slot, Kernel: t.Kernel}); err != nil {
+	if err := b.UpsertInventory(Inventory{Device: t.Device, AgentVersion: t.AgentVersion, Installed: t.Installed, Slot: t.Slot, Kernel: t.Kernel}); err != nil {
 		return err
 	}
-	return s.recordTelemetry(ctx, t)
+	return b.recordTelemetry(t)
 }
 
 func mustJSON(v any) string {
@@ -214,7 +281,8 @@ type Filter struct {
 }
 
 const deviceCols = `id, board, arch, kernel, agent_version, groups_json, labels_json, live_json, installed, slot,
-	online, state, release, sequence, path, reason, event_id, first_seen, last_seen`
+	online, state, release, sequence, path, reason, event_id, first_seen, last_seen,
+	outcome_state, outcome_release, outcome_reason, outcome_event`
 
 func scanDevice(sc interface{ Scan(...any) error }) (Device, error) {
 	var (
@@ -223,14 +291,20 @@ func scanDevice(sc interface{ Scan(...any) error }) (Device, error) {
 		online               sql.NullBool
 		state                string
 		seq                  int64
+		o                    Outcome
+		ostate               string
 	)
 	err := sc.Scan(&d.ID, &d.Board, &d.Arch, &d.Kernel, &d.AgentVersion, &groups, &labels, &live,
 		&d.Installed, &d.Slot, &online, &state, &d.Release, &seq, &d.Path, &d.Reason, &d.EventID,
-		&d.FirstSeenMS, &d.LastSeenMS)
+		&d.FirstSeenMS, &d.LastSeenMS, &ostate, &o.Release, &o.Reason, &o.EventID)
 	if err != nil {
 		return Device{}, err
 	}
 	d.State, d.Sequence = transport.State(state), uint64(seq)
+	if ostate != "" {
+		o.State = transport.State(ostate)
+		d.Outcome = &o
+	}
 	if online.Valid {
 		on := online.Bool
 		d.Online = &on

@@ -12,7 +12,7 @@ import (
 )
 
 // SchemaVersion is the version of the schema this package writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // DefaultRetention is how long status events are kept unless Options say
 // otherwise.
@@ -155,6 +155,12 @@ var migrations = []string{
 		PRIMARY KEY (rollout, device)
 	);
 	CREATE INDEX rollout_devices_by_device ON rollout_devices (device);`,
+	// 2: a device's last final outcome, kept when later statuses (idle)
+	// follow it.
+	`ALTER TABLE devices ADD COLUMN outcome_state TEXT NOT NULL DEFAULT '';
+	ALTER TABLE devices ADD COLUMN outcome_release TEXT NOT NULL DEFAULT '';
+	ALTER TABLE devices ADD COLUMN outcome_reason TEXT NOT NULL DEFAULT '';
+	ALTER TABLE devices ADD COLUMN outcome_event TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -45,6 +46,7 @@ func TestIngestDedupOrderAndRestart(t *testing.T) {
 		{status("d1", "e3", 3, transport.StateCommitted), false}, // redelivery
 		{status("d1", "e2", 2, transport.StateVerifying), true},  // late: history only
 		{status("d2", "x1", 1, transport.StateRolledBack), true},
+		{status("d2", "x2", 2, transport.StateIdle), true}, // keeps the outcome
 	} {
 		fresh, err := s.IngestStatus(ctx, tc.st)
 		if err != nil || fresh != tc.wantFresh {
@@ -95,7 +97,7 @@ func TestIngestDedupOrderAndRestart(t *testing.T) {
 		{"all", store.Filter{}, 2},
 		{"group", store.Filter{Group: "canary"}, 1},
 		{"no such group", store.Filter{Group: "nope"}, 0},
-		{"state", store.Filter{State: transport.StateRolledBack}, 1},
+		{"state", store.Filter{State: transport.StateIdle}, 1},
 		{"release", store.Filter{Release: "v2"}, 2},
 		{"ids", store.Filter{IDs: []string{"d2", "d9"}}, 1},
 	} {
@@ -103,6 +105,10 @@ func TestIngestDedupOrderAndRestart(t *testing.T) {
 		if err != nil || len(got) != tc.want {
 			t.Errorf("%s: %d devices (%v), want %d", tc.name, len(got), err, tc.want)
 		}
+	}
+	if d2, err := r.Device(ctx, "d2"); err != nil || d2.State != transport.StateIdle || d2.Outcome == nil ||
+		d2.Outcome.State != transport.StateRolledBack || d2.Outcome.EventID != "x1" {
+		t.Fatalf("d2 after an idle status: %+v %v, want state idle and outcome rolled-back", d2, err)
 	}
 	if _, err := r.Device(ctx, "nosuch"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("missing device: %v", err)
@@ -165,5 +171,31 @@ func TestNewerSchemaRefused(t *testing.T) {
 	s.Close()
 	if _, err := store.Open(ctx, path, store.Options{}); !errors.Is(err, store.ErrNewerSchema) {
 		t.Fatalf("newer schema: %v", err)
+	}
+}
+
+// TestMigrateFromVersion1: a database written by the first schema opens
+// with its devices intact and gains the newer columns.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	raw, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{store.Migrations[0], "PRAGMA user_version = 1",
+		"INSERT INTO devices (id, state, first_seen, last_seen) VALUES ('old', 'committed', 1, 2)"} {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+	if _, err := store.Open(ctx, path, store.Options{ReadOnly: true}); err == nil {
+		t.Fatal("read-only open of an old schema succeeded; only serve migrates")
+	}
+	s := open(t, path, &clock{t: time.Now()}, store.Options{})
+	d, err := s.Device(ctx, "old")
+	if err != nil || d.State != transport.StateCommitted || d.Outcome != nil || d.LastSeenMS != 2 {
+		t.Fatalf("after migration: %+v %v", d, err)
 	}
 }

@@ -109,28 +109,25 @@ func Figures(t transport.Telemetry) Sample {
 // recordTelemetry keeps t as a sample and, unless the device already
 // sent a later one (by its event counter, the one statuses carry; by
 // arrival when either report has none), as its latest report.
-func (s *Store) recordTelemetry(ctx context.Context, t transport.Telemetry) error {
-	now := s.now().UnixMilli()
+func (b *Batch) recordTelemetry(t transport.Telemetry) error {
 	report, err := json.Marshal(t)
 	if err != nil {
 		return fmt.Errorf("store: telemetry: %w", err)
 	}
 	f := Figures(t)
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO telemetry_samples
-			(device, seq, received, uptime, load1, mem_avail, temp, agent_rss, disk_free) VALUES (?,?,?,?,?,?,?,?,?)`,
-			t.Device, int64(t.Seq), now, t.Uptime, f.Load1, f.MemAvail, f.TempC, f.AgentRSS, f.DiskFree); err != nil {
-			return fmt.Errorf("store: telemetry sample: %w", err)
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO telemetry_latest (device, seq, received, report_json) VALUES (?,?,?,?)
-			ON CONFLICT (device) DO UPDATE SET seq = excluded.seq, received = excluded.received, report_json = excluded.report_json
-			WHERE excluded.seq = 0 OR telemetry_latest.seq = 0 OR excluded.seq > telemetry_latest.seq`,
-			t.Device, int64(t.Seq), now, string(report))
-		if err != nil {
-			return fmt.Errorf("store: telemetry latest: %w", err)
-		}
-		return nil
-	})
+	if _, err := b.tx.ExecContext(b.ctx, `INSERT INTO telemetry_samples
+		(device, seq, received, uptime, load1, mem_avail, temp, agent_rss, disk_free) VALUES (?,?,?,?,?,?,?,?,?)`,
+		t.Device, int64(t.Seq), b.now, t.Uptime, f.Load1, f.MemAvail, f.TempC, f.AgentRSS, f.DiskFree); err != nil {
+		return fmt.Errorf("store: telemetry sample: %w", err)
+	}
+	_, err = b.tx.ExecContext(b.ctx, `INSERT INTO telemetry_latest (device, seq, received, report_json) VALUES (?,?,?,?)
+		ON CONFLICT (device) DO UPDATE SET seq = excluded.seq, received = excluded.received, report_json = excluded.report_json
+		WHERE excluded.seq = 0 OR telemetry_latest.seq = 0 OR excluded.seq > telemetry_latest.seq`,
+		t.Device, int64(t.Seq), b.now, string(report))
+	if err != nil {
+		return fmt.Errorf("store: telemetry latest: %w", err)
+	}
+	return nil
 }
 
 // Latest is a device's newest report and when it came (fleet clock).
@@ -325,15 +322,17 @@ type Duration struct {
 }
 
 // UpdateDurations returns the durations of the updates in the retained
-// history that ended committed, rolled back or failed.
+// history that ended committed, rolled back or failed. Events are paired
+// in arrival order (rowid), so two within one millisecond still pair
+// right.
 func (s *Store) UpdateDurations(ctx context.Context) ([]Duration, error) {
 	rows, err := s.db.QueryContext(ctx, `
 		SELECT f.path, f.state, f.received - (
 			SELECT MIN(b.received) FROM events b
-			WHERE b.device = f.device AND b.release = f.release AND b.received <= f.received
+			WHERE b.device = f.device AND b.release = f.release AND b.rowid < f.rowid
 			  AND b.state IN ('downloading', 'installing', 'rebooting', 'verifying')
 			  AND NOT EXISTS (SELECT 1 FROM events p WHERE p.device = f.device AND p.release = f.release
-			      AND p.state IN ('committed', 'rolled-back', 'failed') AND p.received < f.received AND p.received >= b.received))
+			      AND p.state IN ('committed', 'rolled-back', 'failed') AND p.rowid < f.rowid AND p.rowid > b.rowid))
 		FROM events f WHERE f.state IN ('committed', 'rolled-back', 'failed') AND f.release != ''`)
 	if err != nil {
 		return nil, fmt.Errorf("store: update durations: %w", err)
