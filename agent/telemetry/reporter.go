@@ -164,6 +164,10 @@ func (r *Reporter) Run(ctx context.Context) {
 				}
 			}
 		}
+		select { // triggers that came meanwhile: this report covers them
+		case <-r.trigger:
+		default:
+		}
 		last = time.Now()
 		r.take()
 		if !timer.Stop() {

@@ -199,3 +199,42 @@ func BenchmarkSample(b *testing.B) {
 		}
 	}
 }
+
+// A change that matters reports at once, not at the next interval.
+func TestTriggerReportsAtOnce(t *testing.T) {
+	q, err := OpenQueue(t.TempDir(), 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := make(chan transport.Telemetry, 10)
+	r := &Reporter{
+		Interval:      time.Hour,
+		Queue:         q,
+		Sample:        func() transport.Telemetry { return transport.Telemetry{Device: "d"} },
+		WaitConnected: func(context.Context) error { return nil },
+		Publish: func(_ context.Context, t transport.Telemetry) error {
+			sent <- t
+			return nil
+		},
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for i := range 2 {
+		select {
+		case <-sent:
+		case <-time.After(MinGap + 5*time.Second):
+			t.Fatalf("report %d did not come", i)
+		}
+		if i == 0 {
+			r.Trigger()
+			r.Trigger() // a burst: one report
+		}
+	}
+	select {
+	case <-sent:
+		t.Fatal("a burst of triggers gave more than one report")
+	case <-time.After(MinGap + 500*time.Millisecond):
+	}
+}
