@@ -65,7 +65,7 @@ vet:
 test: deps vet
 	$(GO) test -count=1 -timeout 20m ./... github.com/theupdateframework/go-tuf/v2/metadata/updater
 
-## bench: A/B install throughput vs dd+sha256sum, idle RSS, live-patch stop times, fleet broker rates with mTLS, binary sizes and dependency costs (figures only, no timed assertions)
+## bench: A/B install throughput vs dd+sha256sum, idle RSS, live-patch stop times, fleet broker rates with mTLS, telemetry costs, binary sizes and dependency costs (figures only, no timed assertions)
 bench: deps
 	@echo "== install vs dd+sha256sum, idle RSS (shared machine: figures are noisy)"
 	@log=$$(mktemp); GRAFT_BENCH=1 $(GO) test -count=1 -timeout 10m -v -run '^(TestInstallVsDD|TestIdleRSSBench)$$' ./agent/slot/ ./agent/daemon/ >$$log 2>&1; \
@@ -91,6 +91,9 @@ bench: deps
 	@echo "== graft-fleet serve with mutual TLS: connections, device messages, group fan-out, as many simulated devices as file descriptors allow (GRAFT_BENCH_DEVICES caps)"
 	@log=$$(mktemp); GRAFT_BENCH=1 $(GO) test -count=1 -timeout 15m -v -run '^TestFleetMTLSBench$$' ./tools/fleet/serve/ >$$log 2>&1; \
 	  rc=$$?; if [ $$rc -ne 0 ]; then tail -50 $$log; else grep -E 'fleet-bench:' $$log | sed 's/^ *bench_test.go:[0-9]*: //'; fi; rm -f $$log; exit $$rc
+	@echo "== telemetry: one sample on the device (time, allocations), reports stored per second by serve, a /metrics scrape of 10,000 devices"
+	@log=$$(mktemp); $(GO) test -count=1 -run '^$$' -bench '^(BenchmarkSample|BenchmarkIngestTelemetry|BenchmarkScrape10k)$$' -benchtime 2s ./agent/telemetry/ ./tools/fleet/store/ ./tools/fleet/metrics/ >$$log 2>&1; \
+	  rc=$$?; if [ $$rc -ne 0 ]; then cat $$log; else grep -E '^Benchmark' $$log; fi; rm -f $$log; exit $$rc
 	@echo "== device binary sizes and dependency costs"
 	$(GO) run ./cross/cmd/graft-cross -version $(VERSION) -out out -deps
 

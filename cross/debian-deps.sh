@@ -6,7 +6,7 @@ set -eu
 pkgs="mosquitto mosquitto-clients libubootenv-tool u-boot-tools grub-common xz-utils
  qemu-system-arm u-boot-qemu dosfstools mtools e2fsprogs fdisk cpio kmod
  qemu-system-x86 gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross
- libssl3 make python3-securesystemslib python3-nacl ${GRAFT_DEBIAN_EXTRA:-}"
+ libssl3 make python3-securesystemslib python3-nacl prometheus ${GRAFT_DEBIAN_EXTRA:-}"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -50,6 +50,31 @@ func FuzzDecodeStatus(f *testing.F) {
 	})
 }
 
+func FuzzDecodeTelemetry(f *testing.F) {
+	full, err := EncodeTelemetry(fullTelemetry())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(full)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tm, err := DecodeTelemetry(data)
+		if err != nil {
+			return
+		}
+		b, err := EncodeTelemetry(tm)
+		if err != nil {
+			t.Fatalf("decoded %+v but cannot re-encode: %v", tm, err)
+		}
+		tm2, err := DecodeTelemetry(b)
+		if err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		if b2, _ := EncodeTelemetry(tm2); !bytes.Equal(b, b2) {
+			t.Fatalf("encoding not deterministic: %x then %x", b, b2)
+		}
+	})
+}
+
 func FuzzDecodeInventory(f *testing.F) {
 	seed, _ := EncodeInventory(Inventory{Device: "d1", Board: "sim", Arch: "arm64", Groups: []string{"lab", "canary"},
 		Labels: map[string]string{"cluster": "ceph-a"}, AgentVersion: "1.0"})

@@ -85,15 +85,73 @@ type Status struct {
 	Seq uint64 `cbor:"256,keyasint,omitempty" json:"seq,omitempty"` // an extension key: older fleets ignore it
 }
 
-// Telemetry is a device's periodic health and inventory report.
+// Telemetry is a device's periodic health and inventory report. Keys 1 to
+// 6 are the first contract; everything later is an extension key (256 up),
+// so a fleet that predates them still decodes the report.
 type Telemetry struct {
-	Device       string `cbor:"1,keyasint"`           // device ID
-	Time         int64  `cbor:"2,keyasint,omitempty"` // unix ms
-	Uptime       int64  `cbor:"3,keyasint,omitempty"` // seconds since boot
-	Slot         string `cbor:"4,keyasint,omitempty"` // booted slot
-	Installed    string `cbor:"5,keyasint,omitempty"` // release running now
-	AgentVersion string `cbor:"6,keyasint,omitempty"` // agent build
+	Device       string `cbor:"1,keyasint" json:"device"`                            // device ID
+	Time         int64  `cbor:"2,keyasint,omitempty" json:"time_ms,omitempty"`       // unix ms
+	Uptime       int64  `cbor:"3,keyasint,omitempty" json:"uptime_s,omitempty"`      // seconds since boot
+	Slot         string `cbor:"4,keyasint,omitempty" json:"slot,omitempty"`          // booted slot
+	Installed    string `cbor:"5,keyasint,omitempty" json:"installed,omitempty"`     // release running now
+	AgentVersion string `cbor:"6,keyasint,omitempty" json:"agent_version,omitempty"` // agent build
+
+	// Seq is the device's event counter, the one Status.Seq draws from:
+	// the fleet orders a device's reports by it, never by Time.
+	Seq uint64 `cbor:"256,keyasint,omitempty" json:"seq,omitempty"`
+	// Load is the 1, 5 and 15 minute load averages, in hundredths.
+	Load         []uint64 `cbor:"257,keyasint,omitempty" json:"load_hundredths,omitempty"`
+	MemTotal     int64    `cbor:"258,keyasint,omitempty" json:"mem_total_bytes,omitempty"`     // bytes
+	MemAvailable int64    `cbor:"259,keyasint,omitempty" json:"mem_available_bytes,omitempty"` // bytes
+	Disks        []Disk   `cbor:"260,keyasint,omitempty" json:"disks,omitempty"`               // data dir and slots first
+	Thermal      []Zone   `cbor:"261,keyasint,omitempty" json:"thermal,omitempty"`             // thermal zones, where present
+	Kernel       string   `cbor:"262,keyasint,omitempty" json:"kernel,omitempty"`              // kernel release (uname -r)
+	BootCount    uint64   `cbor:"263,keyasint,omitempty" json:"boot_count,omitempty"`          // boots this agent has seen
+	// KernelPatches and UserPatches name the live patches in force.
+	KernelPatches []string `cbor:"264,keyasint,omitempty" json:"kernel_patches,omitempty"`
+	UserPatches   []string `cbor:"265,keyasint,omitempty" json:"user_patches,omitempty"`
+	AgentRSS      int64    `cbor:"266,keyasint,omitempty" json:"agent_rss_bytes,omitempty"` // the agent's resident set, bytes
+	Reconnects    uint64   `cbor:"267,keyasint,omitempty" json:"reconnects,omitempty"`      // MQTT reconnects since the agent started
+	LastUpdate    *Outcome `cbor:"268,keyasint,omitempty" json:"last_update,omitempty"`     // how the last update ended
+	Health        *Check   `cbor:"269,keyasint,omitempty" json:"health,omitempty"`          // the last health check
+	// Dropped counts the reports the device's offline queue dropped
+	// (oldest first) since the agent started.
+	Dropped uint64 `cbor:"270,keyasint,omitempty" json:"dropped,omitempty"`
 }
+
+// Disk is one mount's space.
+type Disk struct {
+	Mount string `cbor:"1,keyasint" json:"mount"`                           // mount point or slot name
+	Total int64  `cbor:"2,keyasint,omitempty" json:"total_bytes,omitempty"` // bytes
+	Free  int64  `cbor:"3,keyasint,omitempty" json:"free_bytes,omitempty"`  // bytes available to the agent
+}
+
+// Zone is one thermal zone's temperature.
+type Zone struct {
+	Name  string `cbor:"1,keyasint" json:"name"`                              // zone type, e.g. "cpu-thermal"
+	Milli int64  `cbor:"2,keyasint,omitempty" json:"milli_celsius,omitempty"` // millidegrees Celsius
+}
+
+// Outcome is how an update ended.
+type Outcome struct {
+	Release string `cbor:"1,keyasint,omitempty" json:"release,omitempty"`
+	State   State  `cbor:"2,keyasint" json:"state"`
+	Reason  string `cbor:"3,keyasint,omitempty" json:"reason,omitempty"`
+}
+
+// Check is a health check's result.
+type Check struct {
+	OK     bool   `cbor:"1,keyasint" json:"ok"`
+	Reason string `cbor:"2,keyasint,omitempty" json:"reason,omitempty"`  // why it failed
+	Time   int64  `cbor:"3,keyasint,omitempty" json:"time_ms,omitempty"` // unix ms
+}
+
+// Telemetry bounds: a report never grows past MaxTelemetry bytes.
+const (
+	MaxTelemetry     = 16 << 10
+	maxTelemetryList = 16  // disks, zones, patches of each kind
+	maxShortReason   = 512 // reasons inside telemetry
+)
 
 // Text field limits, in bytes.
 const (
@@ -196,14 +254,55 @@ func (s Status) Check() error {
 
 // Check reports whether t is telemetry this contract accepts.
 func (t Telemetry) Check() error {
-	return firstErr(
+	errs := []error{
 		checkDevice(t.Device),
 		checkNonNegative("time", t.Time),
 		checkNonNegative("uptime", t.Uptime),
 		checkText("slot", t.Slot, false, maxName),
 		checkText("installed", t.Installed, false, maxName),
 		checkText("agent version", t.AgentVersion, false, maxName),
-	)
+		checkNonNegative("memory total", t.MemTotal),
+		checkNonNegative("memory available", t.MemAvailable),
+		checkText("kernel", t.Kernel, false, maxName),
+		checkNonNegative("agent RSS", t.AgentRSS),
+		checkLen("load", len(t.Load), 3),
+		checkLen("disks", len(t.Disks), maxTelemetryList),
+		checkLen("thermal zones", len(t.Thermal), maxTelemetryList),
+		checkLen("kernel patches", len(t.KernelPatches), maxTelemetryList),
+		checkLen("user patches", len(t.UserPatches), maxTelemetryList),
+	}
+	for _, d := range t.Disks {
+		errs = append(errs, checkText("disk mount", d.Mount, true, maxName),
+			checkNonNegative("disk total", d.Total), checkNonNegative("disk free", d.Free))
+	}
+	for _, z := range t.Thermal {
+		errs = append(errs, checkText("thermal zone", z.Name, true, maxName))
+	}
+	for _, p := range t.KernelPatches {
+		errs = append(errs, checkText("kernel patch", p, true, maxName))
+	}
+	for _, p := range t.UserPatches {
+		errs = append(errs, checkText("user patch", p, true, maxName))
+	}
+	if o := t.LastUpdate; o != nil {
+		errs = append(errs, checkText("last update release", o.Release, false, maxName),
+			checkTextAllow("last update reason", o.Reason, false, maxShortReason, true))
+		if !o.State.Valid() {
+			errs = append(errs, fmt.Errorf("%w: last update state %q is not a known state", ErrMalformed, o.State))
+		}
+	}
+	if h := t.Health; h != nil {
+		errs = append(errs, checkTextAllow("health reason", h.Reason, false, maxShortReason, true),
+			checkNonNegative("health time", h.Time))
+	}
+	return firstErr(errs...)
+}
+
+func checkLen(field string, n, limit int) error {
+	if n > limit {
+		return fmt.Errorf("%w: %s has %d entries, limit %d", ErrMalformed, field, n, limit)
+	}
+	return nil
 }
 
 // EncodeNotice checks n and encodes it deterministically.
@@ -251,12 +350,22 @@ func EncodeTelemetry(t Telemetry) ([]byte, error) {
 	if err := t.Check(); err != nil {
 		return nil, fmt.Errorf("encode telemetry: %w", err)
 	}
-	return encode(t)
+	b, err := encode(t)
+	if err == nil && len(b) > MaxTelemetry {
+		err = fmt.Errorf("%w: telemetry is %d bytes, limit %d", ErrTooLarge, len(b), MaxTelemetry)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("encode telemetry: %w", err)
+	}
+	return b, nil
 }
 
 // DecodeTelemetry strictly decodes and checks telemetry.
 func DecodeTelemetry(data []byte) (Telemetry, error) {
 	var t Telemetry
+	if len(data) > MaxTelemetry {
+		return Telemetry{}, fmt.Errorf("decode telemetry: %w: %d bytes, limit %d", ErrTooLarge, len(data), MaxTelemetry)
+	}
 	if err := decodeMap(data, keyIn(1, 6), &t); err != nil {
 		return Telemetry{}, fmt.Errorf("decode telemetry: %w", err)
 	}

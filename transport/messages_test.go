@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -79,7 +80,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := DecodeTelemetry(b); err != nil || got != tm {
+	if got, err := DecodeTelemetry(b); err != nil || !reflect.DeepEqual(got, tm) {
 		t.Fatalf("telemetry round trip: %+v, %v", got, err)
 	}
 }

@@ -39,9 +39,12 @@ const (
 	// MaxTransitionTimeout bounds update.transition_timeout.
 	MaxTransitionTimeout = time.Hour
 	// MaxStallTimeout bounds tuf.stall_timeout.
-	MaxStallTimeout = time.Hour
-	MaxFileSize     = 64 << 10
-	MaxLineLength   = 4096
+	MaxStallTimeout      = time.Hour
+	MaxFileSize          = 64 << 10
+	MaxLineLength        = 4096
+	MaxTelemetryInterval = 24 * time.Hour
+	MinTelemetryInterval = 10 * time.Second
+	MaxTelemetryQueue    = 10000
 )
 
 // Config is the agent's configuration. Parse and Load return it with
@@ -78,7 +81,14 @@ type Config struct {
 	// (and the engine falls back to the image). Default 60s.
 	TransitionTimeout time.Duration
 	LogLevel          string // [log] level, default info
-	Console           Console
+
+	// TelemetryInterval is [telemetry] interval: the mean time between
+	// two reports (each wait is jittered ±20%). Default 5m, 10s to 24h.
+	TelemetryInterval time.Duration
+	// TelemetryQueue is [telemetry] queue: how many reports wait while
+	// offline before the oldest are dropped. Default 100, 1 to 10000.
+	TelemetryQueue int
+	Console        Console
 }
 
 // Console is the [console] section: the serial debug console the daemon
@@ -107,6 +117,8 @@ func Default() Config {
 		StallTimeout:      60 * time.Second,
 		LogLevel:          "info",
 		Console:           Console{Baud: 115200},
+		TelemetryInterval: 5 * time.Minute,
+		TelemetryQueue:    100,
 	}
 }
 

@@ -43,6 +43,8 @@ func TestLoadFull(t *testing.T) {
 		TransitionTimeout: 90 * time.Second,
 		LogLevel:          "debug",
 		Console:           Console{TTY: "/dev/ttyAMA0", Baud: 921600, OperatorCA: "/etc/graft/fleet-ca.pem"},
+		TelemetryInterval: 2 * time.Minute,
+		TelemetryQueue:    50,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load\n got %+v\nwant %+v", c, want)
@@ -133,6 +135,11 @@ func TestErrors(t *testing.T) {
 		{"tuf scheme", strings.Replace(minimal(""), "http://127.0.0.1/m", "ftp://127.0.0.1/m", 1), ErrBadValue, 7, "tuf.metadata_url"},
 		{"tuf relative file", strings.Replace(minimal(""), "http://127.0.0.1/t", "file:repo/t", 1), ErrBadValue, 8, "tuf.targets_url"},
 		{"negative timeout", minimal("[health]\ntimeout = -5s"), ErrBadValue, 4, "health.timeout"},
+		{"telemetry too often", minimal("[telemetry]\ninterval = 5s"), ErrBadValue, 4, "telemetry.interval"},
+		{"telemetry too rare", minimal("[telemetry]\ninterval = 25h"), ErrBadValue, 4, "telemetry.interval"},
+		{"telemetry queue 0", minimal("[telemetry]\nqueue = 0"), ErrBadValue, 4, "telemetry.queue"},
+		{"telemetry queue huge", minimal("[telemetry]\nqueue = 10001"), ErrBadValue, 4, "telemetry.queue"},
+		{"telemetry queue word", minimal("[telemetry]\nqueue = many"), ErrBadValue, 4, "telemetry.queue"},
 		{"unknown check", minimal("[health]\nchecks = broker, ping"), ErrBadValue, 4, "health.checks"},
 		{"empty exec", minimal("[health]\nchecks = tuf, exec:  "), ErrBadValue, 4, "health.checks"},
 		{"check twice", minimal("[health]\nchecks = broker\nchecks = tuf, broker"), ErrBadValue, 5, "health.checks"},

@@ -106,6 +106,21 @@ var keys = []key{
 	{name: "log.level",
 		set:    func(c *Config, v string, _ bool) error { return setEnum(&c.LogLevel, v, LogLevels) },
 		format: func(c *Config) []string { return []string{c.LogLevel} }},
+	{name: "telemetry.interval",
+		set: func(c *Config, v string, _ bool) error {
+			return setDuration(&c.TelemetryInterval, v, MinTelemetryInterval, MaxTelemetryInterval, true)
+		},
+		format: func(c *Config) []string { return []string{c.TelemetryInterval.String()} }},
+	{name: "telemetry.queue",
+		set: func(c *Config, v string, _ bool) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > MaxTelemetryQueue {
+				return bad("%q is not a whole number from 1 to %d", v, MaxTelemetryQueue)
+			}
+			c.TelemetryQueue = n
+			return nil
+		},
+		format: func(c *Config) []string { return []string{strconv.Itoa(c.TelemetryQueue)} }},
 	{name: "console.tty",
 		set:    func(c *Config, v string, _ bool) error { return setPath(&c.Console.TTY, v) },
 		format: func(c *Config) []string { return opt(c.Console.TTY) }},
@@ -148,7 +163,7 @@ var keys = []key{
 }
 
 // sections lists the section names in the order Encode writes them.
-var sections = []string{"device", "mqtt", "tuf", "health", "update", "log", "console"}
+var sections = []string{"device", "mqtt", "tuf", "health", "update", "log", "telemetry", "console"}
 
 func findKey(name string) (key, bool) {
 	i := slices.IndexFunc(keys, func(k key) bool { return k.name == name })

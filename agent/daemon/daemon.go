@@ -26,6 +26,7 @@ import (
 	"github.com/graft-dev/graft/agent/klp"
 	"github.com/graft-dev/graft/agent/memtrim"
 	"github.com/graft-dev/graft/agent/outbox"
+	"github.com/graft-dev/graft/agent/telemetry"
 	"github.com/graft-dev/graft/agent/userpatch"
 	"github.com/graft-dev/graft/boards"
 	"github.com/graft-dev/graft/manifest"
@@ -405,7 +406,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		return err
 	}
 	defer d.Close()
-	d.Journal.BeforeSave, d.Journal.OnSave = hooks.BeforeJournal, hooks.OnJournal
+	d.Journal.BeforeSave = hooks.BeforeJournal
 	if err := d.OpenTUF(""); err != nil {
 		return err
 	}
@@ -418,6 +419,10 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 	seq, err := eventseq.Open(filepath.Join(cfg.DataDir, "status.seq"))
 	if err != nil {
 		logger.Error("status event counter unusable; statuses go out without Seq", "err", err)
+	}
+	tq, err := telemetry.OpenQueue(telemetryDir(cfg.DataDir), cfg.TelemetryQueue, logger)
+	if err != nil {
+		return err
 	}
 	notices := make(chan transport.Notice, 1)
 	mcfg, err := sessionConfig(cfg, logger, box, func(n transport.Notice) {
@@ -448,12 +453,32 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		defer cancel()
 		session.Close(cctx)
 	}()
+	// The command line first: kernel live patches may change what
+	// /proc/cmdline shows.
+	if _, _, err := d.Machine.Booted(); err != nil {
+		logger.Warn("booted slot unknown", "err", err)
+	}
+	phone := newPhoneHome(d, session, seq, tq, logger)
+	d.Journal.OnSave = func(r journal.Record) {
+		phone.saved(r)
+		if hooks.OnJournal != nil {
+			hooks.OnJournal(r)
+		}
+	}
+	tctx, tstop := context.WithCancel(ctx)
+	tdone := make(chan struct{})
+	go func() { defer close(tdone); phone.rep.Run(tctx) }()
+	defer func() { tstop(); <-tdone }()
 	d.Machine.beforeReboot = func(ctx context.Context) {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		session.Drained(dctx)
 	}
-	report := reporter(cfg, logger, seq, box.Add, session.Kick)
+	sendStatus := reporter(cfg, logger, seq, box.Add, session.Kick)
+	report := func(s transport.Status) {
+		sendStatus(s)
+		phone.reported(s)
+	}
 	checks, err := health.Build(cfg.HealthChecks, health.Probes{
 		WaitConnected: session.WaitConnected,
 		RefreshTUF:    d.TUF.Refresh,
@@ -472,14 +497,9 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 	if err != nil {
 		return err
 	}
-	eng := d.Engine(health.Checker{Checks: checks, Timeout: cfg.HealthTimeout}, report)
+	eng := d.Engine(phone.recordHealth(health.Checker{Checks: checks, Timeout: cfg.HealthTimeout}), report)
 
 	logger.Info("graft-agent started", "device", cfg.DeviceID, "board", d.Board.Name, "version", Version())
-	// The command line first: kernel live patches may change what
-	// /proc/cmdline shows.
-	if _, _, err := d.Machine.Booted(); err != nil {
-		logger.Warn("booted slot unknown", "err", err)
-	}
 	restored := d.restoreLive(ctx)
 	if d.user != nil {
 		uctx, ustop := context.WithCancel(ctx)

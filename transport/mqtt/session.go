@@ -66,6 +66,7 @@ type Session struct {
 	cur      *conn         // nil while disconnected
 	up       chan struct{} // closed while connected
 	progress chan struct{} // closed and replaced when an event is delivered
+	connects uint64        // connections made so far
 }
 
 // Start validates cfg and returns at once; the session connects, and
@@ -119,6 +120,14 @@ func (s *Session) Connected() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cur != nil
+}
+
+// Reconnects is how many times the session connected again after its
+// first connection.
+func (s *Session) Reconnects() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(s.connects, 1) - 1
 }
 
 // WaitConnected waits until the session is connected and subscribed.
@@ -265,6 +274,7 @@ func (s *Session) setConn(c *conn) {
 	defer s.mu.Unlock()
 	s.cur = c
 	if c != nil {
+		s.connects++
 		close(s.up)
 	} else {
 		s.up = make(chan struct{})

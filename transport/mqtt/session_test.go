@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -70,7 +71,7 @@ func TestNoticesTelemetryAndBadPayloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	tm.Device = dev
-	if gotTm != tm {
+	if !reflect.DeepEqual(gotTm, tm) {
 		t.Fatalf("telemetry %+v, want %+v", gotTm, tm)
 	}
 }

@@ -57,7 +57,7 @@ func commands() []command {
 		notifyCmd(),
 		statusCmd(),
 		devicesCmd(), historyCmd(),
-		serveCmd(), simulateCmd(),
+		serveCmd(), simulateCmd(), ingestCmd(),
 		caInitCmd(), caIssueCmd(), caRevokeCmd(),
 		brokerConfigMosquittoCmd(),
 		patchBuildCmd(), patchShowCmd(),

@@ -44,6 +44,9 @@ func devicesCmd() command {
 				}
 				defer db.Close()
 				devs, err := db.Devices(ctx, store.Filter{Group: *group, Release: *release, State: transport.State(*state)})
+				if err == nil {
+					err = db.WithTelemetry(ctx, devs)
+				}
 				if err != nil {
 					return err
 				}
@@ -52,15 +55,15 @@ func devicesCmd() command {
 				}
 				now := e.now()
 				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "DEVICE\tONLINE\tSTATE\tRELEASE\tINSTALLED\tLAST OUTCOME\tBOARD\tGROUPS\tAGENT\tLAST SEEN")
+				fmt.Fprintln(tw, "DEVICE\tONLINE\tSTATE\tRELEASE\tINSTALLED\tLAST OUTCOME\tBOARD\tGROUPS\tAGENT\tLAST SEEN\t"+healthHeader)
 				for _, d := range devs {
 					outcome := "-"
 					if o := d.Outcome; o != nil {
 						outcome = string(o.State) + " " + o.Release
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, onlineText(d.Online), dash(string(d.State)),
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, onlineText(d.Online), dash(string(d.State)),
 						dash(d.Release), dash(d.Installed), outcome, dash(d.Board), dash(strings.Join(d.Groups, ",")),
-						dash(d.AgentVersion), age(now, d.LastSeenMS))
+						dash(d.AgentVersion), age(now, d.LastSeenMS), healthColumns(d.Telemetry))
 				}
 				return tw.Flush()
 			}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/graft-dev/graft/tools/fleet/metrics"
 	"github.com/graft-dev/graft/tools/fleet/rolloutctl"
 	"github.com/graft-dev/graft/tools/fleet/serve"
 	"github.com/graft-dev/graft/tools/fleet/store"
@@ -35,7 +36,11 @@ func serveCmd() command {
 			dbPath := fs.String("db", DefaultDB, "the fleet's database `FILE` (created if missing; serve is its one writer)")
 			tick := fs.Duration("rollout-tick", rolloutctl.DefaultTick, "how often the rollout controller steps")
 			retention := fs.Duration("retention", store.DefaultRetention, "keep status events this long (negative: forever)")
+			metricsCap := fs.Int("metrics-devices", metrics.DefaultDeviceCap, "at most `N` devices get per-device series on /metrics (docs/telemetry.md)")
 			return func(ctx context.Context, args []string) error {
+				if *metricsCap < 1 {
+					return usagef("--metrics-devices must be at least 1")
+				}
 				if err := wantArgs(args, 0, "no arguments"); err != nil {
 					return err
 				}
@@ -92,7 +97,7 @@ func serveCmd() command {
 				}
 				defer db.Close()
 				ctl := rolloutctl.New(db, rolloutctl.Options{Tick: *tick, Logger: e.log.With("component", "rollout")})
-				opts.Store, opts.Observer = db, ctl
+				opts.Store, opts.Observer, opts.MetricsDeviceCap = db, ctl, *metricsCap
 				s, err := serve.Start(ctx, opts)
 				if err != nil {
 					return err

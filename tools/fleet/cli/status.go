@@ -14,6 +14,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/graft-dev/graft/tools/fleet/fleetstate"
+	"github.com/graft-dev/graft/tools/fleet/store"
 	"github.com/graft-dev/graft/transport"
 )
 
@@ -155,11 +156,11 @@ func printTable(e *env, devs []fleetstate.Device, asJSON bool) error {
 		return writeJSON(e.stdout, out)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DEVICE\tONLINE\tSTATE\tRELEASE\tINSTALLED\tSLOT\tPATH\tREASON\tAGE")
+	fmt.Fprintln(tw, "DEVICE\tONLINE\tSTATE\tRELEASE\tINSTALLED\tSLOT\tPATH\tREASON\tAGE\t"+healthHeader)
 	for _, d := range devs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			d.ID, onlineText(d.Online), dash(string(d.State)), dash(d.Release), dash(d.Installed),
-			dash(d.Slot), dash(d.Path), dash(truncate(d.Reason, 60)), age(now, d.Updated))
+			dash(d.Slot), dash(d.Path), dash(truncate(d.Reason, 60)), age(now, d.Updated), healthColumns(d.Telemetry))
 	}
 	return tw.Flush()
 }
@@ -221,6 +222,13 @@ func describe(ev fleetstate.Event) string {
 		kv("installed", t.Installed)
 		kv("agent", t.AgentVersion)
 		kv("uptime", fmt.Sprintf("%ds", t.Uptime))
+		kv("seq", fmt.Sprint(t.Seq))
+		if f := store.Figures(t); f.TempC != nil {
+			kv("temp", fmt.Sprintf("%.1fC", *f.TempC))
+		}
+		if t.Dropped > 0 {
+			kv("dropped", fmt.Sprint(t.Dropped))
+		}
 	}
 	return b.String()
 }

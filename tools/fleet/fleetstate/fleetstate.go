@@ -37,8 +37,10 @@ type Device struct {
 	Total        int64           `json:"total,omitempty"`
 	AgentVersion string          `json:"agent_version,omitempty"`
 	Uptime       int64           `json:"uptime_s,omitempty"` // from telemetry
-	EventID      string          `json:"event_id,omitempty"` // last status applied
-	Updated      int64           `json:"updated_ms,omitempty"`
+	// Telemetry is the newest report (by the device's event counter).
+	Telemetry *transport.Telemetry `json:"telemetry,omitempty"`
+	EventID   string               `json:"event_id,omitempty"` // last status applied
+	Updated   int64                `json:"updated_ms,omitempty"`
 	// Updated is the device's own time (unix ms) of the newest status or
 	// telemetry applied; 0 if none carried a time.
 }
@@ -48,6 +50,8 @@ type row struct {
 	Device
 	statusTime int64  // device time of the newest status applied
 	statusSeq  uint64 // device event counter of the newest status applied; 0: none counted
+	// telemetrySeq is the event counter of the newest report applied.
+	telemetrySeq uint64
 }
 
 // Event is one decoded message.
@@ -211,10 +215,22 @@ func Older(s transport.Status, lastSeq uint64, lastTime int64) bool {
 
 func (t *Table) applyTelemetry(tel transport.Telemetry) {
 	d := t.row(tel.Device)
-	if tel.Time != 0 && tel.Time < d.Updated {
-		return // older than what the row shows; keep the newer facts
+	// The device's event counter orders reports and statuses alike (they
+	// draw from one counter); its clock only between two uncounted ones.
+	last := max(d.statusSeq, d.telemetrySeq)
+	switch {
+	case tel.Seq != 0 && last != 0:
+		if tel.Seq < last {
+			return // older than what the row shows; keep the newer facts
+		}
+	case tel.Seq != 0 || last != 0: // one side uncounted: an agent up- or downgrade; take it
+	case tel.Time != 0 && tel.Time < d.Updated:
+		return
 	}
+	d.telemetrySeq = max(d.telemetrySeq, tel.Seq)
 	d.Uptime = tel.Uptime
+	rep := tel
+	d.Telemetry = &rep
 	if tel.Slot != "" {
 		d.Slot = tel.Slot
 	}

@@ -215,6 +215,8 @@ func equal(a, b fleetstate.Device) bool {
 		return false
 	}
 	a.Online, b.Online = nil, nil
+	// the report itself is checked where it matters (TestTelemetryOrderAcrossClocks)
+	a.Telemetry, b.Telemetry = nil, nil
 	return a == b
 }
 
@@ -246,5 +248,36 @@ func TestStatusOrderAcrossClocks(t *testing.T) {
 	late.EventID, late.State = "e2b", transport.StateVerifying
 	if _, fresh, _ := tb.Apply(transport.StatusTopic("d1"), status(t, late)); fresh {
 		t.Error("an older event by the counter was applied")
+	}
+}
+
+// Telemetry is ordered by the device's event counter too: a board without
+// an RTC reports 1970 after a power cut, and its reports from then on are
+// still the newest (before, the row kept the pre-cut report); a late copy
+// of an older report leaves the row alone.
+func TestTelemetryOrderAcrossClocks(t *testing.T) {
+	tb := fleetstate.New(0)
+	apply := func(tel transport.Telemetry) {
+		t.Helper()
+		if _, _, err := tb.Apply(transport.TelemetryTopic("d1"), telemetry(t, tel)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(transport.Telemetry{Device: "d1", Seq: 40, Time: 1_796_000_000_000, Uptime: 900, Installed: "v1"})
+	apply(transport.Telemetry{Device: "d1", Seq: 1025, Time: 7_000, Uptime: 7, Installed: "v2"})
+	if d, _ := tb.Get("d1"); d.Uptime != 7 || d.Installed != "v2" || d.Telemetry == nil || d.Telemetry.Seq != 1025 {
+		t.Fatalf("after the power cut: %+v", d)
+	}
+	apply(transport.Telemetry{Device: "d1", Seq: 40, Time: 1_796_000_000_000, Uptime: 900, Installed: "v1"})
+	if d, _ := tb.Get("d1"); d.Uptime != 7 || d.Installed != "v2" {
+		t.Fatalf("a late older report was applied: %+v", d)
+	}
+	// A status later by the counter than a report makes the report old.
+	if _, _, err := tb.Apply(transport.StatusTopic("d1"), status(t, transport.Status{EventID: "e", Device: "d1", Seq: 2000, State: transport.StateIdle, Installed: "v3"})); err != nil {
+		t.Fatal(err)
+	}
+	apply(transport.Telemetry{Device: "d1", Seq: 1500, Uptime: 8, Installed: "v2"})
+	if d, _ := tb.Get("d1"); d.Installed != "v3" {
+		t.Fatalf("a report older than the status overrode it: %+v", d)
 	}
 }

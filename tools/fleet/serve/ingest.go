@@ -91,6 +91,11 @@ func (in *ingester) run(ctx context.Context) {
 			} else if n > 0 {
 				in.log.Info("pruned events past retention", "events", n)
 			}
+			if n, err := in.store.DownsampleTelemetry(ctx); err != nil {
+				in.log.Warn("downsample telemetry", "err", err)
+			} else if n > 0 {
+				in.log.Debug("telemetry downsampled", "rows", n)
+			}
 		case m := <-in.queue:
 			batch = append(batch[:0], m)
 			take()

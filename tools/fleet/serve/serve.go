@@ -23,6 +23,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/graft-dev/graft/tools/fleet/ca"
+	"github.com/graft-dev/graft/tools/fleet/metrics"
 	"github.com/graft-dev/graft/tools/fleet/store"
 	"github.com/graft-dev/graft/transport"
 )
@@ -108,6 +109,9 @@ type Options struct {
 	// Observer, if set with Store, is told about every fresh status once
 	// it is stored.
 	Observer StatusObserver
+	// MetricsDeviceCap, with Store, caps the devices that get per-device
+	// series on /metrics (0: metrics.DefaultDeviceCap).
+	MetricsDeviceCap int
 	// Timestamp, when set, re-signs the repository's timestamp every
 	// ResignEvery (graft-fleet opens the repository with the timestamp
 	// key alone), so devices keep accepting it without anyone running
@@ -312,6 +316,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(s.Status())
 	})
+	if opts.Store != nil {
+		mux.Handle("GET /metrics", metrics.Handler(metrics.New(opts.Store, opts.MetricsDeviceCap, log.With("component", "metrics"))))
+	}
 	s.httpSrv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

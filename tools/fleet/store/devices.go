@@ -40,6 +40,10 @@ type Device struct {
 	Outcome     *Outcome `json:"last_outcome"`
 	FirstSeenMS int64    `json:"first_seen_ms"` // fleet clock
 	LastSeenMS  int64    `json:"last_seen_ms"`  // fleet clock
+	// Telemetry is the device's latest report (by its event counter) and
+	// TelemetryMS when the fleet received it; filled by WithTelemetry.
+	Telemetry   *transport.Telemetry `json:"telemetry,omitempty"`
+	TelemetryMS int64                `json:"telemetry_ms,omitempty"`
 }
 
 // Outcome is a device's last final status.
@@ -243,7 +247,8 @@ func (b *Batch) UpsertInventory(inv Inventory) error {
 	return nil
 }
 
-// IngestTelemetry records the inventory facts a telemetry message carries.
+// IngestTelemetry records the inventory facts a telemetry message carries,
+// and the report itself (telemetry.go).
 func (s *Store) IngestTelemetry(ctx context.Context, t transport.Telemetry) error {
 	return s.Batch(ctx, func(b *Batch) error { return b.IngestTelemetry(t) })
 }
@@ -253,7 +258,10 @@ func (b *Batch) IngestTelemetry(t transport.Telemetry) error {
 	if err := t.Check(); err != nil {
 		return fmt.Errorf("store: telemetry: %w", err)
 	}
-	return b.UpsertInventory(Inventory{Device: t.Device, AgentVersion: t.AgentVersion, Installed: t.Installed, Slot: t.Slot})
+	if err := b.UpsertInventory(Inventory{Device: t.Device, AgentVersion: t.AgentVersion, Installed: t.Installed, Slot: t.Slot, Kernel: t.Kernel}); err != nil {
+		return err
+	}
+	return b.recordTelemetry(t)
 }
 
 func mustJSON(v any) string {
