@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -51,6 +52,17 @@ func (s State) Valid() bool {
 		return true
 	}
 	return false
+}
+
+// RetrySuffix ends the reason of a `failed` status that is not final: the
+// release did not verify in a way a network fault or a man in the middle
+// can cause, and the agent tries the same notice again (docs/wire.md).
+const RetrySuffix = "(will retry with back-off)"
+
+// Retrying reports whether s is a failure the agent will retry by itself:
+// not an outcome a fleet should count.
+func (s Status) Retrying() bool {
+	return s.State == StateFailed && strings.HasSuffix(s.Reason, RetrySuffix)
 }
 
 // Values of Status.Path.

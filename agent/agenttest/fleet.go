@@ -89,7 +89,7 @@ func (f *Fleet) Count(dev, release string, state transport.State) int {
 
 // Final reports whether s ends an update.
 func Final(s transport.Status) bool {
-	return s.State == transport.StateCommitted || s.State == transport.StateRolledBack || s.State == transport.StateFailed
+	return (s.State == transport.StateCommitted || s.State == transport.StateRolledBack || s.State == transport.StateFailed) && !s.Retrying()
 }
 
 // WaitFor waits until one of the device's events satisfies ok.

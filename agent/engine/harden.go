@@ -96,6 +96,10 @@ func (e *Engine) adoptFloor() error {
 	if e.floorChecked {
 		return nil
 	}
+	if e.o.Board.LiveOnly() { // no bootloader environment: the journal alone
+		e.floorChecked, e.floorKnown = true, false
+		return nil
+	}
 	env, err := e.o.Env.Load()
 	if err != nil {
 		return fmt.Errorf("bootloader environment: %w", err)
@@ -123,7 +127,7 @@ func (e *Engine) adoptFloor() error {
 // is logged: the journal still holds the number.
 func (e *Engine) mirrorFloor(rec journal.Record) {
 	seq := rec.Installed.Sequence
-	if !e.floorChecked || (e.floorKnown && e.floor == seq) {
+	if !e.floorChecked || e.o.Board.LiveOnly() || (e.floorKnown && e.floor == seq) {
 		return
 	}
 	err := bootenv.Update(e.o.Env, func(env bootenv.Env) error {
@@ -204,7 +208,7 @@ func beforeBootloader(u *journal.Update) bool {
 // abort (staging dropped, the fleet told "failed" with the reason), but
 // the outcome is marked for retry, so the same notice is tried again.
 func (e *Engine) retryLater(rec journal.Record, cause error) error {
-	cause = fmt.Errorf("%w (will retry with back-off)", cause)
+	cause = fmt.Errorf("%w "+transport.RetrySuffix, cause)
 	if err := e.abort(rec, cause); err != nil && !errors.Is(err, ErrFailed) {
 		return err
 	}
@@ -221,7 +225,7 @@ func (e *Engine) retryLater(rec journal.Record, cause error) error {
 // suspectFailure reports a release whose metadata or manifest did not
 // verify in a way that may pass (nothing was journalled yet).
 func (e *Engine) suspectFailure(release string, cause error) error {
-	cause = fmt.Errorf("%w (will retry with back-off)", cause)
+	cause = fmt.Errorf("%w "+transport.RetrySuffix, cause)
 	e.log.Warn("release not verified; will retry", "release", release, "err", cause)
 	rec := e.o.Journal.Record()
 	e.o.Report(transport.Status{

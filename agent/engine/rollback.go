@@ -38,6 +38,9 @@ func (e *Engine) previous(installed, next journal.Release) journal.Release {
 // journal, so a power cut between the two boots the other slot and the
 // start-up check reads it as a fallback: the same outcome.
 func (e *Engine) Rollback(ctx context.Context, who string) (string, error) {
+	if e.o.Board.LiveOnly() {
+		return "", fmt.Errorf("%w: board %s has no A/B slots", ErrNoPrevious, e.o.Board.Name)
+	}
 	booted, _, err := e.o.Machine.Booted()
 	if err != nil {
 		return "", fmt.Errorf("booted slot: %w", err)

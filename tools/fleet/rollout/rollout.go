@@ -33,6 +33,16 @@ func (o Outcome) Final() bool {
 // Failure reports whether o counts toward --max-failures.
 func (o Outcome) Failure() bool { return o == RolledBack || o == Failed || o == TimedOut }
 
+// FromStatus is a device's outcome in a rollout from its status: a failure
+// the agent retries by itself (transport.Status.Retrying) is still in
+// progress.
+func FromStatus(s transport.Status) Outcome {
+	if s.Retrying() {
+		return InProgress
+	}
+	return FromState(s.State)
+}
+
 // FromState maps a device's reported state to its outcome in a rollout.
 func FromState(s transport.State) Outcome {
 	switch s {

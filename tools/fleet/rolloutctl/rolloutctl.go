@@ -65,7 +65,7 @@ func (c *Controller) SetPublisher(p Publisher) {
 // Observe takes a stored status into every rollout of its release that
 // notified the device: a final state is the device's outcome.
 func (c *Controller) Observe(ctx context.Context, s transport.Status) {
-	o := rollout.FromState(s.State)
+	o := rollout.FromStatus(s)
 	if !o.Final() || s.Release == "" {
 		return
 	}

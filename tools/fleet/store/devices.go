@@ -168,7 +168,7 @@ func (b *Batch) IngestStatus(st transport.Status) (fresh bool, err error) {
 			WHERE id = ?`,
 			string(st.State), st.Release, int64(st.Sequence), st.Path, st.Reason, st.EventID,
 			seq, st.Time, st.Slot, st.Slot, st.Installed, st.Installed, st.AgentVersion, st.AgentVersion, st.Device)
-		if err != nil || !finalState(st.State) {
+		if err != nil || !finalState(st.State) || st.Retrying() {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE devices SET outcome_state = ?, outcome_release = ?, outcome_reason = ?,
