@@ -58,6 +58,9 @@ func build(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	// graft-fleet seals the repository's keys with this passphrase (as an
+	// operator exports it, docs/server.md).
+	os.Setenv("GRAFT_KEY_PASSPHRASE", "server test passphrase")
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
