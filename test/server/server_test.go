@@ -203,7 +203,7 @@ func TestServerLiveOnly(t *testing.T) {
 	os.WriteFile(img, agenttest.Image("v2", true, 1<<20), 0o644)
 	tool(t, fleetTool, "release", "add", "--repo", repoDir, "--name", "v2", "--version", "2.0.0", "--sequence", "2",
 		"--board", "debian-server", "--user-patch", fix.Path(userpatchtest.GTBundle), "--soname", fix.LibGT, "--image", img)
-	tool(t, fleetTool, "notify", "--broker", broker.URL(), "--device", c.DeviceID, "v2")
+	tool(t, fleetTool, "notify", "--broker", broker.URL(), "--repo", repoDir, "--device", c.DeviceID, "v2")
 	st, err := fleet.WaitFinal(ctx, c.DeviceID, "v2")
 	if err != nil || st.State != transport.StateCommitted || st.Path != "live" {
 		t.Fatalf("v2 ended %+v, %v: want committed on the live path\n%s", st, err, logs.String())
@@ -218,7 +218,7 @@ func TestServerLiveOnly(t *testing.T) {
 	os.WriteFile(img, agenttest.Image("v3", true, 1<<20), 0o644)
 	tool(t, fleetTool, "release", "add", "--repo", repoDir, "--name", "v3", "--version", "3.0.0", "--sequence", "3",
 		"--board", "debian-server", "--image", img)
-	tool(t, fleetTool, "notify", "--broker", broker.URL(), "--device", c.DeviceID, "v3")
+	tool(t, fleetTool, "notify", "--broker", broker.URL(), "--repo", repoDir, "--device", c.DeviceID, "v3")
 	st, err = fleet.WaitFor(ctx, c.DeviceID, func(s transport.Status) bool {
 		return s.Release == "v3" && (s.State == transport.StateRefused || agenttest.Final(s))
 	})
