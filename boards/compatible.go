@@ -33,6 +33,15 @@ func ParseCompatible(data []byte) []string {
 // DefaultCompatiblePath. A missing file (no device tree, e.g. on amd64)
 // gives an error matching fs.ErrNotExist.
 func ReadCompatible(path string) ([]string, error) {
+	data, err := readSmall(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCompatible(data), nil
+}
+
+// readSmall reads at most maxCompatible bytes of a small system file.
+func readSmall(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("boards: %w", err)
@@ -42,7 +51,7 @@ func ReadCompatible(path string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boards: read %s: %w", path, err)
 	}
-	return ParseCompatible(data), nil
+	return data, nil
 }
 
 // DefaultOSReleasePath is where a Linux distribution describes itself.
@@ -82,14 +91,9 @@ func ParseOSRelease(data []byte) []string {
 // ReadOSRelease reads and parses the os-release file at path, usually
 // DefaultOSReleasePath.
 func ReadOSRelease(path string) ([]string, error) {
-	f, err := os.Open(path)
+	data, err := readSmall(path)
 	if err != nil {
-		return nil, fmt.Errorf("boards: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxCompatible))
-	if err != nil {
-		return nil, fmt.Errorf("boards: read %s: %w", path, err)
+		return nil, err
 	}
 	return ParseOSRelease(data), nil
 }

@@ -425,7 +425,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 		return err
 	}
 	notices := make(chan transport.Notice, 1)
-	mcfg, err := sessionConfig(cfg, logger, box, func(n transport.Notice) {
+	session, closeSession, err := startSession(ctx, cfg, d.Board, logger, box, false, func(n transport.Notice) {
 		for { // keep only the newest notice
 			select {
 			case notices <- n:
@@ -441,18 +441,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 	if err != nil {
 		return err
 	}
-	mcfg.Inventory = &transport.Inventory{Board: d.Board.Name, Arch: d.Board.Arch, Groups: cfg.Groups, AgentVersion: Version()}
-	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	defer stop()
-	session, err := mqtt.Start(sctx, mcfg)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		session.Close(cctx)
-	}()
+	defer closeSession()
 	// The command line first: kernel live patches may change what
 	// /proc/cmdline shows.
 	if _, _, err := d.Machine.Booted(); err != nil {
@@ -597,13 +586,17 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hooks Hoo
 	}
 }
 
-// sessionConfig is the MQTT session of the agent's config.
-func sessionConfig(cfg *config.Config, logger *slog.Logger, q mqtt.Queue, onNotice func(transport.Notice)) (mqtt.Config, error) {
+// startSession starts the device's MQTT session from the agent's config
+// (TLS with the device certificate, the inventory of board b) on a context
+// that outlives ctx, and returns it with its close: after ctx ends the
+// session gets 5 s to close (and, with drain, to deliver what q holds).
+func startSession(ctx context.Context, cfg *config.Config, b boards.Board, logger *slog.Logger, q mqtt.Queue, drain bool, onNotice func(transport.Notice)) (*mqtt.Session, func(), error) {
 	mcfg := mqtt.Config{
 		Broker:    cfg.Broker,
 		DeviceID:  cfg.DeviceID,
 		Groups:    cfg.Groups,
 		KeepAlive: cfg.KeepAlive,
+		Inventory: &transport.Inventory{Board: b.Name, Arch: b.Arch, Groups: cfg.Groups, AgentVersion: Version()},
 		Outbox:    q,
 		Logger:    logger,
 		OnNotice:  onNotice,
@@ -611,10 +604,24 @@ func sessionConfig(cfg *config.Config, logger *slog.Logger, q mqtt.Queue, onNoti
 	if cfg.CertFile != "" || cfg.CAFile != "" {
 		var err error
 		if mcfg.TLS, err = mqtt.TLSConfig(cfg.CAFile, cfg.CertFile, cfg.KeyFile); err != nil {
-			return mqtt.Config{}, err
+			return nil, nil, err
 		}
 	}
-	return mcfg, nil
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	session, err := mqtt.Start(sctx, mcfg)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return session, func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if drain {
+			session.Drained(cctx)
+		}
+		session.Close(cctx)
+		stop()
+	}, nil
 }
 
 // reporter returns the status reporter: stamp (with the next Seq when

@@ -105,24 +105,13 @@ func runFault(ctx context.Context, cfg *config.Config, logger *slog.Logger, caus
 	}
 	m := &machine{board: b}
 	q := &memQueue{}
-	mcfg, err := sessionConfig(cfg, logger, q, func(n transport.Notice) {
+	session, closeSession, err := startSession(ctx, cfg, b, logger, q, true, func(n transport.Notice) {
 		logger.Warn("release notice ignored: the data directory is unusable", "release", n.Release)
 	})
 	if err != nil {
 		return err
 	}
-	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	defer stop()
-	session, err := mqtt.Start(sctx, mcfg)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		session.Drained(cctx)
-		session.Close(cctx)
-	}()
+	defer closeSession()
 	report := reporter(cfg, logger, nil, q.Add, session.Kick) // no Seq: status.seq cannot be written
 	booted, _, berr := m.Booted()
 	if berr != nil {

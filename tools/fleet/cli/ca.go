@@ -73,14 +73,8 @@ func caIssueCmd() command {
 				if err := requireFlag("out", *out); err != nil {
 					return err
 				}
-				n := 0
-				for _, s := range []string{*device, *operator, *server} {
-					if s != "" {
-						n++
-					}
-				}
-				if n != 1 {
-					return usagef("exactly one of --device, --operator or --server is required")
+				if err := exactlyOne("--device, --operator or --server", *device, *operator, *server); err != nil {
+					return err
 				}
 				if *days < 0 {
 					return usagef("--days must not be negative")
@@ -172,14 +166,8 @@ func caRevokeCmd() command {
 				if err := requireFlag("dir", *dir); err != nil {
 					return err
 				}
-				n := 0
-				for _, s := range []string{*device, *operator, *serial} {
-					if s != "" {
-						n++
-					}
-				}
-				if n != 1 {
-					return usagef("exactly one of --device, --operator or --serial is required")
+				if err := exactlyOne("--device, --operator or --serial", *device, *operator, *serial); err != nil {
+					return err
 				}
 				var (
 					sn   *big.Int
@@ -228,4 +216,19 @@ func caRevokeCmd() command {
 func validName(s string) error {
 	_, err := identity.NewDevice(s) // same character set as device IDs
 	return err
+}
+
+// exactlyOne refuses a command line that does not give exactly one of
+// some alternative flags (named in what).
+func exactlyOne(what string, values ...string) error {
+	n := 0
+	for _, v := range values {
+		if v != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return usagef("exactly one of %s is required", what)
+	}
+	return nil
 }

@@ -50,8 +50,8 @@ func notifyCmd() command {
 				} else if err := wantArgs(args, 1, "RELEASE"); err != nil {
 					return err
 				}
-				if (*device == "") == (*group == "") {
-					return usagef("exactly one of --device or --group is required")
+				if err := exactlyOne("--device or --group", *device, *group); err != nil {
+					return err
 				}
 				var topic string
 				if *device != "" {

@@ -82,6 +82,19 @@ func componentTargets(c manifest.Component) []string {
 	return out
 }
 
+// loadReleases reads the releases of the repository in dir (--repo),
+// without its keys.
+func loadReleases(dir string) ([]releaseJSON, error) {
+	if err := requireFlag("repo", dir); err != nil {
+		return nil, err
+	}
+	r, err := repo.OpenReadOnly(dir)
+	if err != nil {
+		return nil, err
+	}
+	return releaseViews(r)
+}
+
 func releaseListCmd() command {
 	return command{
 		name:    "release list",
@@ -93,14 +106,7 @@ func releaseListCmd() command {
 				if err := wantArgs(args, 0, "no arguments"); err != nil {
 					return err
 				}
-				if err := requireFlag("repo", *dir); err != nil {
-					return err
-				}
-				r, err := repo.OpenReadOnly(*dir)
-				if err != nil {
-					return err
-				}
-				vs, err := releaseViews(r)
+				vs, err := loadReleases(*dir)
 				if err != nil {
 					return err
 				}
@@ -137,14 +143,7 @@ func releaseShowCmd() command {
 				if err := wantArgs(args, 1, "NAME"); err != nil {
 					return err
 				}
-				if err := requireFlag("repo", *dir); err != nil {
-					return err
-				}
-				r, err := repo.OpenReadOnly(*dir)
-				if err != nil {
-					return err
-				}
-				vs, err := releaseViews(r)
+				vs, err := loadReleases(*dir)
 				if err != nil {
 					return err
 				}

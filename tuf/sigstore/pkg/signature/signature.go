@@ -110,6 +110,18 @@ func digest(message io.Reader, h crypto.Hash) ([]byte, error) {
 	return w.Sum(nil), nil
 }
 
+// inputs reads what a verifier checks: the message's digest under h (the
+// message itself for h == 0) and the signature's bytes.
+func inputs(message, signature io.Reader, h crypto.Hash) (digested, sig []byte, err error) {
+	if digested, err = digest(message, h); err != nil {
+		return nil, nil, err
+	}
+	if sig, err = readSig(signature); err != nil {
+		return nil, nil, err
+	}
+	return digested, sig, nil
+}
+
 func readSig(sig io.Reader) ([]byte, error) {
 	if sig == nil {
 		return nil, errNilSig
@@ -212,11 +224,7 @@ func LoadED25519Verifier(pub ed25519.PublicKey) (*ED25519Verifier, error) {
 func (v *ED25519Verifier) PublicKey(...PublicKeyOption) (crypto.PublicKey, error) { return v.pub, nil }
 
 func (v *ED25519Verifier) VerifySignature(signature, message io.Reader, _ ...VerifyOption) error {
-	msg, err := digest(message, 0)
-	if err != nil {
-		return err
-	}
-	sig, err := readSig(signature)
+	msg, sig, err := inputs(message, signature, 0)
 	if err != nil {
 		return err
 	}
@@ -269,11 +277,7 @@ func LoadECDSAVerifier(pub *ecdsa.PublicKey, hashFunc crypto.Hash) (*ECDSAVerifi
 func (v *ECDSAVerifier) PublicKey(...PublicKeyOption) (crypto.PublicKey, error) { return v.pub, nil }
 
 func (v *ECDSAVerifier) VerifySignature(signature, message io.Reader, _ ...VerifyOption) error {
-	d, err := digest(message, v.hash)
-	if err != nil {
-		return err
-	}
-	sig, err := readSig(signature)
+	d, sig, err := inputs(message, signature, v.hash)
 	if err != nil {
 		return err
 	}
@@ -345,11 +349,7 @@ func LoadRSAPSSVerifier(pub *rsa.PublicKey, hashFunc crypto.Hash, opts *rsa.PSSO
 func (v *RSAPSSVerifier) PublicKey(...PublicKeyOption) (crypto.PublicKey, error) { return v.pub, nil }
 
 func (v *RSAPSSVerifier) VerifySignature(signature, message io.Reader, _ ...VerifyOption) error {
-	d, err := digest(message, v.hash)
-	if err != nil {
-		return err
-	}
-	sig, err := readSig(signature)
+	d, sig, err := inputs(message, signature, v.hash)
 	if err != nil {
 		return err
 	}
@@ -409,11 +409,7 @@ func (v *RSAPKCS1v15Verifier) PublicKey(...PublicKeyOption) (crypto.PublicKey, e
 }
 
 func (v *RSAPKCS1v15Verifier) VerifySignature(signature, message io.Reader, _ ...VerifyOption) error {
-	d, err := digest(message, v.hash)
-	if err != nil {
-		return err
-	}
-	sig, err := readSig(signature)
+	d, sig, err := inputs(message, signature, v.hash)
 	if err != nil {
 		return err
 	}
