@@ -77,6 +77,7 @@ func startConsole(ctx context.Context, cfgPath string, cfg *config.Config, ring 
 		},
 		Journal: func() ([]byte, error) { return os.ReadFile(filepath.Join(cfg.DataDir, "journal.json")) },
 	}
+	log.Info("console: serving", "tty", cfg.Console.TTY, "baud", cfg.Console.Baud, "guard", !guard.Off)
 	cctx, cancel := context.WithCancel(ctx)
 	ended := make(chan struct{})
 	go func() {

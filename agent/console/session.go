@@ -143,7 +143,7 @@ func (s *session) handle(ctx context.Context, typ string, body []byte) (any, err
 func (s *session) exec(ctx context.Context, args []string, stdout, stderr io.Writer, human bool) int {
 	name, rest := args[0], args[1:]
 	if name == "bootenv" && len(rest) > 0 && rest[0] == "set" {
-		name = "bootenv set"
+		name, rest = "bootenv set", rest[1:] // the actor gets NAME=VALUE... only
 	}
 	switch name {
 	case "help":

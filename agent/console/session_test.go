@@ -162,7 +162,18 @@ func TestConsoleOverPTY(t *testing.T) {
 	if r := b.exec(t, "rollback"); r.Exit != 0 || r.Stdout != "rollback done\n" {
 		t.Fatalf("unlocked rollback: %+v", r)
 	}
-	if got := act.seen(); len(got) != 1 || got[0] != "alice rollback " {
+	// A second unlock, for bootenv set: the actor gets NAME=VALUE only.
+	ch = b.exec(t, "challenge")
+	if tok, err = console.Sign(strings.TrimSpace(ch.Stdout), []string{"bootenv set"}, 5*time.Minute, admin.cert, admin.key); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.exec(t, "unlock", tok); r.Exit != 0 {
+		t.Fatalf("unlock for bootenv set: %+v", r)
+	}
+	if r := b.exec(t, "bootenv", "set", "FOO=1"); r.Exit != 0 {
+		t.Fatalf("bootenv set: %+v", r)
+	}
+	if got := act.seen(); len(got) != 2 || got[0] != "alice rollback " || got[1] != "alice bootenv set FOO=1" {
 		t.Fatalf("actions %q", got)
 	}
 	if r := b.exec(t, "journal"); r.Stdout != "{\"schema\":1}\n" {
